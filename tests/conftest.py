@@ -1,0 +1,38 @@
+"""Shared fixtures: the embedded model (loaded once per test session) and the notebook list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+
+
+def discover_notebooks() -> list[Path]:
+    """Every lesson notebook (``NN_topic.ipynb``): new notebooks are covered automatically."""
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def read_notebook(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """(model, tokenizer) of the embedded SmolLM2 model, float32 on the CPU."""
+    from yi_helpers import load
+
+    return load("embedded", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_config():
+    """A tiny Llama config with Yi's vocabulary and GQA layout, for shape-only tests."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=64000, hidden_size=64, intermediate_size=172,
+                       num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
+                       max_position_embeddings=256, rope_theta=5e6, tie_word_embeddings=False)

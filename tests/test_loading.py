@@ -1,0 +1,126 @@
+"""load(): devices, dtypes, sources, memory checks, offline errors, chat stopping."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from yi_helpers import ModelNotAvailableError, NotEnoughMemoryError, load
+from yi_helpers.loading import (IM_END, check_fits, configure_chat_stopping, resolve_device,
+                                resolve_dtype)
+
+
+def test_embedded_loads_in_eval_mode_on_cpu(embedded):
+    model, tokenizer = embedded
+    assert not model.training
+    assert model.device.type == "cpu" and model.dtype == torch.float32
+    assert tokenizer.convert_tokens_to_ids(IM_END) in _stop_ids(model)
+
+
+def _stop_ids(model):
+    eos = model.generation_config.eos_token_id
+    return eos if isinstance(eos, list) else [eos]
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "tpu", "", 0])
+def test_bad_device_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="device"):
+        resolve_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
+def test_cuda_without_a_gpu_says_what_to_do():
+    with pytest.raises(ValueError, match="no CUDA GPU.*device='auto' or 'cpu'"):
+        resolve_device("cuda")
+
+
+def test_dtypes():
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("bf16", "cpu") == torch.bfloat16
+    assert resolve_dtype(torch.float16, "cpu") == torch.float16
+    for bad in ["int8", "float64", None, torch.int8]:
+        with pytest.raises(ValueError, match="dtype"):
+            resolve_dtype(bad, "cpu")
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(ValueError, match="known models: embedded, 01-ai/Yi-6B"):
+        load("Yi-7B-Chat")
+
+
+def test_remote_code_and_pickles_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="never runs remote code"):
+        load("embedded", trust_remote_code=True)
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\0")
+    with pytest.raises(ValueError, match="safetensors only"):
+        load(str(tmp_path))
+
+
+def test_offline_hub_id_fails_fast_with_advice(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    start = time.perf_counter()
+    with pytest.raises(ModelNotAvailableError, match="model='embedded'.*hf download 01-ai/Yi-6B-Chat"):
+        load("01-ai/Yi-6B-Chat", check_memory=False)
+    assert time.perf_counter() - start < 30
+
+
+def test_too_big_is_refused_with_a_model_that_fits():
+    with pytest.raises(NotEnoughMemoryError, match="01-ai/Yi-34B-Chat-4bits"):
+        check_fits("01-ai/Yi-34B-Chat", "cuda", available_gb=24)
+    with pytest.raises(NotEnoughMemoryError, match="model='embedded'"):
+        check_fits("01-ai/Yi-6B-Chat", "cuda", available_gb=2)
+    check_fits("01-ai/Yi-6B-Chat-4bits", "cuda", available_gb=8)  # fits: no error
+
+
+def test_load_refuses_before_downloading_when_memory_is_short():
+    # This machine has far less than the ~70 GB Yi-34B-Chat needs: refused at once, offline.
+    start = time.perf_counter()
+    with pytest.raises(NotEnoughMemoryError, match="needs about"):
+        load("01-ai/Yi-34B-Chat", device="cpu")
+    assert time.perf_counter() - start < 5
+
+
+def test_local_folder_round_trip(tmp_path, tiny_llama_config):
+    from transformers import LlamaForCausalLM
+
+    from yi_helpers import embedded
+
+    torch.manual_seed(0)
+    LlamaForCausalLM(tiny_llama_config).save_pretrained(tmp_path, safe_serialization=True)
+    # a tokenizer is needed next to the weights; borrow the embedded one (shapes don't matter)
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(embedded.prepare(verbose=False)).save_pretrained(tmp_path)
+    model, tokenizer = load(str(tmp_path), dtype="bfloat16")
+    assert model.dtype == torch.bfloat16 and model.config.num_key_value_heads == 2
+
+
+def test_chat_stopping_adds_im_end_when_eos_differs(embedded):
+    """Yi chat models: tokenizer eos is <|endoftext|>, turns end with <|im_end|>."""
+    import copy
+
+    model, tokenizer = embedded
+    tok = copy.deepcopy(tokenizer)
+    tok.eos_token = "<|endoftext|>"  # what Yi's tokenizer says
+    gen_model = copy.copy(model)
+    gen_model.generation_config = copy.deepcopy(model.generation_config)
+    gen_model.generation_config.eos_token_id = tok.eos_token_id
+    stop = configure_chat_stopping(gen_model, tok)
+    assert stop[0] == tok.convert_tokens_to_ids(IM_END)
+    assert tok.eos_token_id in stop and len(stop) == len(set(stop))
+
+
+@pytest.mark.slow
+def test_greedy_reply_stops_at_im_end(embedded):
+    model, tokenizer = embedded
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)
+    out = model.generate(**inputs, max_new_tokens=64, do_sample=False)
+    new = out[0, inputs["input_ids"].shape[1]:].tolist()
+    assert new[-1] == tokenizer.convert_tokens_to_ids(IM_END) and len(new) < 64
+    assert "Paris" in tokenizer.decode(new, skip_special_tokens=True)

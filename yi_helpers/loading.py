@@ -1,0 +1,279 @@
+"""Load the embedded model, a Yi model from the Hugging Face Hub, or a local folder.
+
+``load()`` is the one entry point the notebooks use::
+
+    model, tokenizer = load()                                   # embedded, CPU, offline
+    model, tokenizer = load("01-ai/Yi-6B-Chat", device="cuda")  # on a GPU with hub access
+
+It always loads safetensors, never runs remote code, returns the model in eval mode, and makes
+chat models stop at ``<|im_end|>`` (the "never stops" problem of Yi chat models).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedModel,
+                          PreTrainedTokenizerBase)
+
+from . import embedded
+from .models import REGISTRY, ModelSpec, estimate_memory, known_models, recommend, spec
+
+IM_END = "<|im_end|>"
+
+_DTYPES = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+}
+
+
+class NotEnoughMemoryError(MemoryError):
+    """Raised before loading a model that would not fit on the device."""
+
+
+class ModelNotAvailableError(OSError):
+    """Raised when a model is neither local nor reachable on the hub."""
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` → ``"cuda"`` when a CUDA GPU is present, else ``"mps"``, else ``"cpu"``."""
+    import torch
+
+    if not isinstance(device, str):
+        raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
+    name = device.strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    base, _, index = name.partition(":")
+    if base not in {"cpu", "cuda", "mps"} or (index and not index.isdigit()):
+        raise ValueError(
+            f"Unsupported device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+        )
+    if base == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was asked for, but this machine has no CUDA GPU visible to torch. "
+            "Use device='auto' or 'cpu' (the embedded model runs fine on a CPU)."
+        )
+    if base == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device='mps' was asked for, but MPS is not available: use 'cpu'.")
+    return name
+
+
+def resolve_dtype(dtype: Any = "auto", device: str = "cpu"):
+    """``"auto"`` → bfloat16 on a GPU that supports it (float16 otherwise), float32 on a CPU.
+
+    float32 on the CPU keeps greedy outputs identical across machines; pass ``"bfloat16"`` to
+    halve the memory.
+    """
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"Unsupported dtype {dtype}: use float32, bfloat16 or float16.")
+        return dtype
+    if not isinstance(dtype, str):
+        raise ValueError(f"dtype must be a string or torch.dtype, got {dtype!r}")
+    name = dtype.strip().lower()
+    if name == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if name not in _DTYPES:
+        raise ValueError(
+            f"Unsupported dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' or 'float16'."
+        )
+    return getattr(torch, _DTYPES[name])
+
+
+def device_memory_gb(device: str) -> float:
+    """Memory the device has free now, in GB: free GPU memory, or available RAM on a CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return free / 1e9
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 1e9
+
+
+def check_fits(model: str | ModelSpec, device: str, available_gb: float | None = None) -> None:
+    """Raise :class:`NotEnoughMemoryError`, with advice, when ``model`` will not fit."""
+    s = spec(model)
+    need = estimate_memory(s).total_gb
+    have = device_memory_gb(device) if available_gb is None else available_gb
+    if need <= have:
+        return
+    advice = recommend(have)
+    hint = (f"The largest Yi chat model that fits in {have:.1f} GB is {advice!r}: "
+            f"load({advice!r}, ...)." if advice else
+            "No Yi chat model fits there: use model='embedded', a bigger GPU, or a quantized "
+            "variant on another machine.")
+    raise NotEnoughMemoryError(
+        f"{s.id} needs about {need:.1f} GB (estimate_memory, batch 1) but {device} has "
+        f"{have:.1f} GB free. {hint} Pass check_memory=False to try anyway."
+    )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return False
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except Exception:  # pragma: no cover - very old huggingface_hub
+        endpoint = "https://huggingface.co"
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _not_available(name: str, cause: BaseException | None = None) -> ModelNotAvailableError:
+    return ModelNotAvailableError(
+        f"Could not load {name!r}: the Hugging Face Hub is not reachable from here (offline, or "
+        "HF_HUB_OFFLINE is set) and the model is not in the local cache. Either use "
+        "model='embedded' (runs offline on a CPU), or download it on a machine with internet "
+        f"(`hf download {name}`) and copy the Hugging Face cache, or pass the local folder: "
+        f"load('/path/to/{name.split('/')[-1]}')." + (f" Cause: {cause}" if cause else "")
+    )
+
+
+def _resolve_source(model: str) -> tuple[str, ModelSpec | None, bool]:
+    """→ (path or hub id, registry spec or None, is_local)."""
+    if not isinstance(model, (str, os.PathLike)):
+        raise ValueError(f"model must be a name or a folder, got {model!r}")
+    model = os.fspath(model)
+    if model == "embedded":
+        return str(embedded.prepare(verbose=True)), REGISTRY["embedded"], True
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not any(path.glob("*.safetensors")):
+            raise ValueError(
+                f"{path} has no *.safetensors weights. This hub loads safetensors only "
+                "(pickled *.bin files can run code): convert the weights with "
+                "`model.save_pretrained(folder, safe_serialization=True)`."
+            )
+        return str(path), None, True
+    try:
+        s = spec(model)
+        return s.id, s, False
+    except KeyError:
+        pass
+    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
+        return model, None, False  # some other hub id: allowed
+    raise ValueError(
+        f"Unknown model {model!r}: not a folder, not a Hugging Face id (org/name), and not one "
+        f"of the known models: {', '.join(known_models())}."
+    )
+
+
+def configure_chat_stopping(model: Any, tokenizer: Any) -> list[int]:
+    """Make ``generate`` stop at ``<|im_end|>`` as well as the tokenizer's eos.
+
+    Yi chat models end each turn with ``<|im_end|>`` (id 7) while their tokenizer's eos is
+    ``<|endoftext|>`` (id 2): without this, generation runs on to the token limit.
+    Returns the stop ids now set on ``model.generation_config``.
+    """
+    gen = model.generation_config
+    stop: list[int] = []
+    im_end = tokenizer.convert_tokens_to_ids(IM_END) if IM_END in tokenizer.get_vocab() else None
+    for candidate in (im_end, tokenizer.eos_token_id, gen.eos_token_id):
+        for token_id in candidate if isinstance(candidate, (list, tuple)) else [candidate]:
+            if token_id is not None and token_id not in stop:
+                stop.append(int(token_id))
+    gen.eos_token_id = stop if len(stop) > 1 else (stop[0] if stop else None)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    gen.pad_token_id = tokenizer.pad_token_id
+    return stop
+
+
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """Hide transformers' per-tensor "Loading weights" bar (it takes a second here)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def load(model: str = "embedded", *, device: str = "auto", dtype: Any = "auto",
+         check_memory: bool = True, **from_pretrained_kwargs: Any
+         ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load ``(model, tokenizer)``: the embedded model, a Hugging Face id, or a local folder.
+
+    Args:
+        model: ``"embedded"`` (default, offline), a registry id such as ``"01-ai/Yi-6B-Chat"``,
+            any other hub id, or a local folder with safetensors weights.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        dtype: ``"auto"`` (bf16 on GPU, fp32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        check_memory: refuse, with advice, a registry model that would not fit on the device.
+        from_pretrained_kwargs: passed on to ``from_pretrained`` (``revision=...`` for example).
+
+    Raises:
+        ValueError: unknown model, unsupported device or dtype, a folder without safetensors.
+        NotEnoughMemoryError: the model would not fit (the message names one that does).
+        ModelNotAvailableError: the hub is unreachable and nothing is cached.
+    """
+    for forbidden in ("trust_remote_code", "use_safetensors"):
+        if from_pretrained_kwargs.pop(forbidden, None):
+            raise ValueError(f"{forbidden} cannot be changed: the hub never runs remote code "
+                             "and loads safetensors only.")
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    source, registry_spec, is_local = _resolve_source(model)
+    if check_memory and registry_spec is not None and registry_spec.id != "embedded":
+        check_fits(registry_spec, device)
+
+    kwargs = dict(trust_remote_code=False, **from_pretrained_kwargs)
+    if not is_local:
+        try:  # the local Hugging Face cache first: works offline
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, **kwargs)
+            net_model_kwargs = dict(local_files_only=True)
+        except OSError:
+            if not _hub_reachable():
+                raise _not_available(source) from None
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            except OSError as err:
+                raise _not_available(source, err) from err
+            net_model_kwargs = {}
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        net_model_kwargs = {}
+
+    with _quiet_progress():
+        lm = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch_dtype, use_safetensors=True, **net_model_kwargs, **kwargs
+        )
+    lm.to(device)
+    lm.eval()
+    chat = registry_spec.is_chat if registry_spec is not None else (
+        IM_END in tokenizer.get_vocab())
+    if chat:
+        configure_chat_stopping(lm, tokenizer)
+    return lm, tokenizer
