@@ -1,0 +1,370 @@
+"""Chat templates, multi-turn chat and stop tokens for Yi (and any ChatML model).
+
+A chat model is trained on conversations written in one exact format, its *chat template*.
+Yi chat models use ChatML::
+
+    <|im_start|>system
+    You are helpful.<|im_end|>
+    <|im_start|>user
+    hi<|im_end|>
+    <|im_start|>assistant
+
+The reply ends with ``<|im_end|>``; generation must stop there (the "never stops" problem).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Iterator, Mapping, Sequence
+
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+logger = logging.getLogger(__name__)
+
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+ROLES = ("system", "user", "assistant")
+
+#: The Yi (1.0) chat models' template, ``tokenizer_config.json`` → ``chat_template``
+#: (byte-identical to the one in yi-facts.md). No default system prompt is injected.
+YI_CHAT_TEMPLATE = (
+    "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}"
+    "{% endif %}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+#: The Yi-1.5 chat models' format *as reported by third parties, not verified against the
+#: official file*: the system message is emitted raw (no ``<|im_start|>system`` wrapper), and the
+#: assistant header follows every user turn whatever ``add_generation_prompt`` says.
+YI15_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}{% endif %}"
+    "{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ '<|im_start|>user\\n' + message['content'] + '<|im_end|>\\n<|im_start|>assistant\\n' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + '<|im_end|>\\n' }}"
+    "{% endif %}{% endfor %}"
+)
+
+TEMPLATES = {"yi": YI_CHAT_TEMPLATE, "yi-1.5": YI15_CHAT_TEMPLATE}
+
+# transformers compiles chat templates in the same kind of sandbox, with these options.
+_JINJA = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+
+
+def validate_messages(messages: Any) -> list[dict[str, str]]:
+    """Check a conversation and return it as a list of ``{"role", "content"}`` dicts.
+
+    Rules: a non-empty list of dicts; ``role`` is system, user or assistant; ``content`` is a
+    string (empty is allowed); a system message may only come first.
+    """
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise ValueError(
+            "messages must be a list of dicts like [{'role': 'user', 'content': 'Hi'}], "
+            f"got {type(messages).__name__}"
+        )
+    if len(messages) == 0:
+        raise ValueError("messages is empty: add at least one {'role': 'user', 'content': ...}")
+    checked = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise ValueError(f"messages[{i}] must be a dict with 'role' and 'content', "
+                             f"got {type(message).__name__}: {message!r}")
+        for key in ("role", "content"):
+            if key not in message:
+                raise ValueError(f"messages[{i}] has no {key!r} key: {dict(message)!r}")
+        role, content = message["role"], message["content"]
+        if role not in ROLES:
+            raise ValueError(f"messages[{i}]: role must be one of 'system', 'user', 'assistant', "
+                             f"got {role!r}")
+        if not isinstance(content, str):
+            raise ValueError(f"messages[{i}] ({role}): content must be a string, "
+                             f"got {type(content).__name__}")
+        if role == "system" and i != 0:
+            raise ValueError(f"messages[{i}]: a system message may only be the first message "
+                             "(put the instructions in messages[0])")
+        checked.append({"role": role, "content": content})
+    return checked
+
+
+def render(messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True,
+           template: Any = "yi") -> str:
+    """The prompt string for ``messages``.
+
+    Args:
+        template: ``"yi"`` (Yi chat models), ``"yi-1.5"`` (reported Yi-1.5 format), a Jinja
+            template string containing ``{%`` or ``{{``, or a tokenizer (its own template).
+        add_generation_prompt: end with ``<|im_start|>assistant\\n`` so the model writes the
+            reply (without it the model may continue the user's turn).
+    """
+    checked = validate_messages(messages)
+    if hasattr(template, "apply_chat_template"):
+        if not getattr(template, "chat_template", None):
+            raise ValueError("this tokenizer has no chat template: pass template='yi' or set "
+                             "tokenizer.chat_template = YI_CHAT_TEMPLATE")
+        return template.apply_chat_template(checked, tokenize=False,
+                                            add_generation_prompt=add_generation_prompt)
+    if isinstance(template, str) and template in TEMPLATES:
+        source = TEMPLATES[template]
+    elif isinstance(template, str) and ("{%" in template or "{{" in template):
+        source = template
+    else:
+        raise ValueError(f"template must be 'yi', 'yi-1.5', a Jinja template or a tokenizer, "
+                         f"got {template!r}")
+    return _JINJA.from_string(source).render(messages=checked,
+                                             add_generation_prompt=add_generation_prompt)
+
+
+def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
+    """Token ids generation must stop at: ``<|im_end|>`` first, then the eos ids."""
+    ids: list[int] = []
+    vocab = tokenizer.get_vocab()
+    candidates: list[Any] = [vocab.get(IM_END), tokenizer.eos_token_id]
+    if model is not None:
+        candidates.append(model.generation_config.eos_token_id)
+    for c in candidates:
+        for token_id in (c if isinstance(c, (list, tuple)) else [c]):
+            if token_id is not None and int(token_id) not in ids:
+                ids.append(int(token_id))
+    return ids
+
+
+def _generation_kwargs(tokenizer: Any, model: Any, max_new_tokens: int,
+                       sampling: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    kwargs = dict(sampling)
+    # Greedy unless a sampling knob is given: same prompt, same reply.
+    kwargs.setdefault("do_sample", any(k in kwargs for k in ("temperature", "top_p", "top_k",
+                                                              "min_p")))
+    if not kwargs["do_sample"]:
+        for knob in ("temperature", "top_p", "top_k", "min_p"):
+            kwargs.pop(knob, None)
+        # a model's generation_config may set sampling defaults (Yi chat: 0.6 / 0.8): clear them
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    kwargs.update(max_new_tokens=max_new_tokens, eos_token_id=stop_token_ids(tokenizer, model),
+                  pad_token_id=pad)
+    return kwargs
+
+
+def _cut_at_stop(token_ids: list[int], stops: list[int]) -> list[int]:
+    for i, token_id in enumerate(token_ids):
+        if token_id in stops:
+            return token_ids[:i]
+    return token_ids
+
+
+def _encode(tokenizer: Any, prompt: str, device: Any):
+    # The template already wrote every special token: add none (Yi adds no BOS either).
+    return tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(device)
+
+
+def chat(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, str]], *,
+         max_new_tokens: int = 256, stream: bool = False, template: Any = None,
+         **sampling: Any) -> str | Iterator[str]:
+    """The assistant's reply to ``messages``.
+
+    Stops at ``<|im_end|>`` and at the eos ids, and never returns special tokens. Greedy
+    (deterministic) unless a sampling argument is given (``temperature=0.6, top_p=0.8``...).
+    With ``stream=True`` it returns an iterator of text pieces as they are generated.
+
+    ``template`` defaults to the tokenizer's own template (``"yi"`` when it has none).
+    """
+    if template is None:
+        template = tokenizer if getattr(tokenizer, "chat_template", None) else "yi"
+    prompt = render(messages, add_generation_prompt=True, template=template)
+    inputs = _encode(tokenizer, prompt, model.device)
+    kwargs = _generation_kwargs(tokenizer, model, max_new_tokens, sampling)
+    if stream:
+        return _stream(model, tokenizer, inputs, kwargs)
+    import torch
+
+    with torch.no_grad():
+        out = model.generate(**inputs, **kwargs)
+    new = _cut_at_stop(out[0, inputs["input_ids"].shape[1]:].tolist(), kwargs["eos_token_id"])
+    return tokenizer.decode(new, skip_special_tokens=True).strip()
+
+
+def _stream(model: Any, tokenizer: Any, inputs: Any, kwargs: dict[str, Any]) -> Iterator[str]:
+    import torch
+    from transformers import TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with torch.no_grad():
+                model.generate(**inputs, **kwargs, streamer=streamer)
+        except BaseException as exc:  # surfaced in the caller's thread below
+            errors.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    first = True
+    for piece in streamer:
+        if first:
+            piece = piece.lstrip()
+            first = not piece
+        if piece:
+            yield piece
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def chat_batch(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, str]]],
+               *, max_new_tokens: int = 256, template: Any = None, **sampling: Any) -> list[str]:
+    """Replies to several conversations in one batch (left padding).
+
+    Decoder-only models generate at the right end of each row, so the shorter prompts are padded
+    on the *left*; the attention mask hides the padding. Greedy replies equal one-by-one replies.
+    """
+    import torch
+
+    if template is None:
+        template = tokenizer if getattr(tokenizer, "chat_template", None) else "yi"
+    prompts = [render(c, add_generation_prompt=True, template=template) for c in conversations]
+    kwargs = _generation_kwargs(tokenizer, model, max_new_tokens, sampling)
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+        inputs = tokenizer(prompts, add_special_tokens=False, padding=True,
+                           return_tensors="pt").to(model.device)
+    finally:
+        tokenizer.padding_side = side
+    with torch.no_grad():
+        out = model.generate(**inputs, **kwargs)
+    width = inputs["input_ids"].shape[1]
+    return [tokenizer.decode(_cut_at_stop(row[width:].tolist(), kwargs["eos_token_id"]),
+                             skip_special_tokens=True).strip() for row in out]
+
+
+class Conversation:
+    """A chat history that keeps itself inside the model's context.
+
+    >>> conv = Conversation(tokenizer, system="You are concise.", max_context=2048)
+    >>> conv.add_user("Hi!"); reply = conv.reply(model)
+
+    Before each reply, if the prompt plus ``max_new_tokens`` would not fit in ``max_context``,
+    the oldest user/assistant turns are dropped (never the system message, never the newest
+    user message), and what was dropped is logged and kept in ``dropped``.
+    """
+
+    def __init__(self, tokenizer: Any, system: str | None = None, *,
+                 max_context: int | None = None, template: Any = None) -> None:
+        self.tokenizer = tokenizer
+        self.template = template if template is not None else (
+            tokenizer if getattr(tokenizer, "chat_template", None) else "yi")
+        limit = max_context or getattr(tokenizer, "model_max_length", None)
+        if not limit or limit > 10**7:  # tokenizers without a real limit report 1e30
+            raise ValueError("pass max_context=... (the model's context length, "
+                             "e.g. model.config.max_position_embeddings)")
+        self.max_context = int(limit)
+        self.messages: list[dict[str, str]] = []
+        self.dropped: list[dict[str, str]] = []
+        if system is not None:
+            self.messages.append({"role": "system", "content": system})
+        validate_messages(self.messages or [{"role": "user", "content": ""}])
+
+    def add_user(self, content: str) -> None:
+        self._add("user", content)
+
+    def add_assistant(self, content: str) -> None:
+        self._add("assistant", content)
+
+    def _add(self, role: str, content: str) -> None:
+        validate_messages(self.messages + [{"role": role, "content": content}])
+        self.messages.append({"role": role, "content": content})
+
+    def count_tokens(self, messages: Sequence[Mapping[str, str]] | None = None) -> int:
+        prompt = render(messages if messages is not None else self.messages,
+                        add_generation_prompt=True, template=self.template)
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def fit(self, reserve: int = 0) -> list[dict[str, str]]:
+        """Drop the oldest turns until prompt + ``reserve`` tokens fit; return what was dropped."""
+        budget = self.max_context - reserve
+        if budget <= 0:
+            raise ValueError(f"reserve={reserve} leaves no room in a {self.max_context}-token "
+                             "context: lower max_new_tokens")
+        dropped: list[dict[str, str]] = []
+        start = 1 if self.messages and self.messages[0]["role"] == "system" else 0
+        while self.count_tokens() > budget:
+            turns = self.messages[start:]
+            if len(turns) <= 1:
+                need = self.count_tokens()
+                raise ValueError(
+                    f"the prompt needs {need} tokens even with only the system message and the "
+                    f"newest user message, but {budget} are available ({self.max_context} "
+                    f"context - {reserve} reserved for the reply): shorten the message or the "
+                    "system prompt, or lower max_new_tokens")
+            # drop the oldest turn, and its answer with it, so roles keep alternating
+            n = 2 if len(turns) > 2 and turns[0]["role"] == "user" and \
+                turns[1]["role"] == "assistant" else 1
+            dropped.extend(self.messages[start:start + n])
+            del self.messages[start:start + n]
+        if dropped:
+            self.dropped.extend(dropped)
+            summary = "; ".join(f"{m['role']}: {m['content'][:40]!r}" for m in dropped)
+            logger.warning("Conversation: dropped %d oldest message(s) to fit %d tokens: %s",
+                           len(dropped), self.max_context, summary)
+        return dropped
+
+    def reply(self, model: Any, *, max_new_tokens: int = 128, **sampling: Any) -> str:
+        """Fit the history, generate the assistant's reply, add it to the history, return it."""
+        if not self.messages or self.messages[-1]["role"] != "user":
+            raise ValueError("add a user message before asking for a reply")
+        self.fit(reserve=max_new_tokens)
+        answer = chat(model, self.tokenizer, self.messages, max_new_tokens=max_new_tokens,
+                      template=self.template, **sampling)
+        self.add_assistant(answer)
+        return answer
+
+
+class TokenView:
+    """Tokens of a text as coloured boxes with their ids (HTML), or as plain text.
+
+    Notebooks display the HTML; GitHub and terminals show the plain-text form.
+    """
+
+    PALETTE = ("#fde2e4", "#e2ece9", "#dfe7fd", "#fff1c1", "#e8dff5", "#d8f3dc")
+
+    def __init__(self, tokenizer: Any, text: str) -> None:
+        self.ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+        self.tokens: list[str] = [tokenizer.decode([i]) for i in self.ids]
+        self.special = set(getattr(tokenizer, "all_special_ids", []))
+        vocab = tokenizer.get_vocab()
+        self.special |= {vocab[t] for t in (IM_START, IM_END) if t in vocab}
+
+    def __repr__(self) -> str:
+        lines, line = [], []
+        for token_id, token in zip(self.ids, self.tokens):
+            line.append(f"{token!r}:{token_id}")
+            if token == "\n" or token_id in self.special and token == IM_END:
+                lines.append(" ".join(line))
+                line = []
+        if line:
+            lines.append(" ".join(line))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        spans = []
+        for n, (token_id, token) in enumerate(zip(self.ids, self.tokens)):
+            special = token_id in self.special
+            colour = "#ffd6a5" if special else self.PALETTE[n % len(self.PALETTE)]
+            shown = html.escape(token).replace("\n", "\\n").replace(" ", "&nbsp;")
+            weight = "bold" if special else "normal"
+            spans.append(
+                f'<span style="background:{colour};font-weight:{weight};border:1px solid #999;'
+                f'border-radius:3px;padding:1px 3px;margin:1px;display:inline-block;'
+                f'font-family:monospace">{shown}<sub style="color:#555">{token_id}</sub></span>'
+            )
+            if token == "\n":
+                spans.append("<br>")
+        return "<div style='line-height:2'>" + "".join(spans) + "</div>"

@@ -1,0 +1,1 @@
+"""Tested solutions to the lessons' exercises (``lesson02`` answers notebook 02, ...)."""

@@ -1,0 +1,62 @@
+"""Solutions to the exercises of notebook 02 (chat templates)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from ..chat import IM_END, IM_START, render, validate_messages
+
+
+def _n_tokens(tokenizer: Any, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def template_overhead(tokenizer: Any, messages: Sequence[Mapping[str, str]],
+                      template: Any = "yi") -> int:
+    """Exercise 1: tokens the template adds beyond the message contents.
+
+    For Yi's ChatML it is a constant per message (``<|im_start|>``, the role, ``\\n``,
+    ``<|im_end|>``, ``\\n``) plus the generation prompt: it grows linearly with the turns (give or take a token where
+    BPE merges content with the newline after it).
+    """
+    checked = validate_messages(messages)
+    total = _n_tokens(tokenizer, render(checked, template=template))
+    content = sum(_n_tokens(tokenizer, m["content"]) for m in checked)
+    return total - content
+
+
+def trim_to_budget(tokenizer: Any, messages: Sequence[Mapping[str, str]], max_tokens: int,
+                   template: Any = "yi") -> list[dict[str, str]]:
+    """Exercise 2: the longest suffix of the history (system message kept) that fits.
+
+    Raises ``ValueError`` when even the system message plus the last message does not fit.
+    """
+    checked = validate_messages(messages)
+    system = checked[:1] if checked[0]["role"] == "system" else []
+    rest = checked[len(system):]
+    for start in range(len(rest)):
+        candidate = system + rest[start:]
+        if _n_tokens(tokenizer, render(candidate, template=template)) <= max_tokens:
+            return candidate
+    raise ValueError(f"even the last message does not fit in {max_tokens} tokens")
+
+
+def yi15_to_yi(prompt: str) -> list[dict[str, str]]:
+    """Exercise 3: parse a Yi-1.5 style prompt (raw system text first) back into messages."""
+    head, _, body = prompt.partition(IM_START)
+    messages = [{"role": "system", "content": head}] if head else []
+    for chunk in (IM_START + body).split(IM_START)[1:]:
+        role, _, rest = chunk.partition("\n")
+        content, closed, _ = rest.partition(IM_END)
+        if role == "assistant" and not closed:  # the trailing generation prompt
+            if content:
+                messages.append({"role": "assistant", "content": content})
+            continue
+        messages.append({"role": role, "content": content})
+    return validate_messages(messages)
+
+
+def count_invented_turns(tokenizer: Any, generated_ids: Sequence[int]) -> int:
+    """Exercise 4: turns a never-stopping generation invented (``<|im_start|>`` tokens)."""
+    start = tokenizer.convert_tokens_to_ids(IM_START)
+    return sum(1 for i in generated_ids if i == start)
