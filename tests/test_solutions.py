@@ -48,3 +48,30 @@ def test_count_invented_turns(embedded):
     ids = tok("a<|im_end|>\n<|im_start|>user\nb<|im_end|>\n<|im_start|>assistant\nc",
               add_special_tokens=False)["input_ids"]
     assert lesson02.count_invented_turns(tok, ids) == 2
+
+
+def test_tokens_for_mass_agrees_with_top_p():
+    import torch
+
+    from yi_helpers.sampling import transform
+    from yi_helpers.solutions import lesson03
+
+    logits = torch.randn(300, generator=torch.Generator().manual_seed(5)) * 3
+    probs = logits.softmax(-1)
+    for mass in (0.3, 0.5, 0.8, 0.95):
+        kept = int((transform(logits, top_p=mass)["final"] > 0).sum())
+        assert lesson03.tokens_for_mass(probs, mass) == kept
+    assert lesson03.tokens_for_mass(probs, 1.0) <= 300
+
+
+def test_temperature_for_entropy():
+    import torch
+
+    from yi_helpers.sampling import entropy_bits, transform
+    from yi_helpers.solutions import lesson03
+
+    logits = torch.randn(300, generator=torch.Generator().manual_seed(6)) * 3
+    t = lesson03.temperature_for_entropy(logits, 4.0)
+    assert entropy_bits(transform(logits, temperature=t)["final"]) == pytest.approx(4.0, abs=1e-3)
+    with pytest.raises(ValueError, match="outside"):
+        lesson03.temperature_for_entropy(logits, 20.0)

@@ -74,3 +74,15 @@ def timer() -> Iterator[dict]:
         yield out
     finally:
         out["seconds"] = time.perf_counter() - start
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar (text in notebooks without ipywidgets, so nothing to store)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from tqdm.auto import tqdm
+
+    kwargs.setdefault("mininterval", 5.0)  # few redraws: short logs in notebooks and CI
+    return tqdm(iterable, **kwargs)
