@@ -39,3 +39,6 @@ lab: setup
 
 clean:
 	rm -rf build .pytest_cache
+
+gpu-check: setup
+	$(PY) tools/gpu_check.py --out reports/gpu

@@ -1,0 +1,103 @@
+"""The GPU runner's logic, checked on the CPU: Yi-shaped configs, measurements, roofline, report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from yi_helpers.gpu import (GpuReport, decode_roofline_tokens_per_s, decode_tokens_per_s,
+                            inference_peak_gb, measure_bandwidth_gbs, memory_record, random_model,
+                            record_dict, tiny_yi_config, yi_config)
+from yi_helpers.models import spec
+
+
+@pytest.mark.parametrize("model", ["01-ai/Yi-6B", "01-ai/Yi-34B", "01-ai/Yi-1.5-9B"])
+def test_yi_config_has_the_registry_numbers(model):
+    from transformers import LlamaForCausalLM
+
+    config = yi_config(model)
+    with torch.device("meta"):  # shapes only: no memory
+        meta = LlamaForCausalLM(config)
+    assert sum(p.numel() for p in meta.parameters()) == spec(model).num_parameters()
+    assert config.num_key_value_heads == spec(model).num_kv_heads
+    assert config.rope_parameters["rope_theta"] == 5e6
+
+
+def test_tiny_config_keeps_yi_layout():
+    c = tiny_yi_config()
+    assert c.head_dim == 128 and c.num_attention_heads // c.num_key_value_heads == 2
+    assert c.rope_parameters["rope_theta"] == 5e6 and not c.tie_word_embeddings
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return random_model(tiny_yi_config(), dtype=torch.float32, device="cpu")
+
+
+def test_peak_memory_counts_weights_and_kv_cache(tiny_model):
+    weights = sum(p.numel() * 4 for p in tiny_model.parameters()) / 1e9
+    kv_per_token = 2 * 2 * 1 * 128 * 4  # K and V, 2 layers, 1 KV head, head 128, fp32
+    one = inference_peak_gb(tiny_model, 1, 64)
+    four = inference_peak_gb(tiny_model, 4, 64)
+    assert one == pytest.approx(weights + 65 * kv_per_token / 1e9)
+    assert four - one == pytest.approx(3 * 65 * kv_per_token / 1e9)
+
+
+def test_decode_speed_is_a_median_of_repeats(tiny_model):
+    rate = decode_tokens_per_s(tiny_model, prompt_len=8, new_tokens=4, repeats=3)
+    assert 0 < rate["min"] <= rate["median"] <= rate["max"]
+
+
+def test_roofline_maths():
+    # 12 GB of weights at 3,000 GB/s: 250 steps/s; the KV cache adds to every step
+    assert decode_roofline_tokens_per_s(12e9, 0, 0, 3000) == pytest.approx(250)
+    assert decode_roofline_tokens_per_s(12e9, 65536, 4096, 3000) == pytest.approx(
+        3000e9 / (12e9 + 4096 * 65536))
+    assert decode_roofline_tokens_per_s(12e9, 65536, 4096, 3000, batch_size=8) < \
+        decode_roofline_tokens_per_s(12e9, 65536, 4096, 3000)
+    with pytest.raises(ValueError):
+        decode_roofline_tokens_per_s(1, 1, 1, 0)
+
+
+def test_bandwidth_is_measured():
+    assert measure_bandwidth_gbs("cpu", size_mb=16, repeats=2) > 0.1
+
+
+def test_memory_record_compares_with_estimate_and_readme():
+    r = memory_record("01-ai/Yi-6B", 4, 2048, measured_gb=13.5)
+    assert r.readme_gb == 13 and r.estimate_gb == pytest.approx(13.2, abs=0.1)
+    assert record_dict(r)["estimate_error"] == pytest.approx(r.estimate_gb / 13.5 - 1)
+
+
+def test_report_json_and_markdown(tmp_path):
+    report = GpuReport(device="NVIDIA H100", torch_version="2.x", started="2026-11-28T00:00:00Z")
+    report.notebooks.append({"notebook": "01_loading_yi.ipynb", "status": "ok", "seconds": 12.5,
+                             "peak_gpu_gb": 1.2})
+    report.memory.append(record_dict(memory_record("01-ai/Yi-6B", 1, 4096, 13.0)))
+    report.decode.append({"model": "01-ai/Yi-6B", "weights": "bf16", "batch_size": 1,
+                          "tokens_per_s": 50.0, "min": 49.0, "max": 51.0,
+                          "roofline_tokens_per_s": 200.0, "fraction": 0.25})
+    report.skipped.append("4-bit: --skip-4bit")
+    json_path, md_path = report.write(tmp_path)
+    data = json.loads(json_path.read_text())
+    assert data["schema_version"] == 1 and data["notebooks"][0]["seconds"] == 12.5
+    assert set(data["memory"][0]) >= {"model", "batch_size", "context_len", "measured_gb",
+                                      "estimate_gb", "readme_gb", "estimate_error"}
+    md = md_path.read_text()
+    assert "| 01_loading_yi.ipynb | ok | 12.5 | 1.2 |" in md
+    assert "| 01-ai/Yi-6B | bf16 | 1 | 50.0 (49.0–51.0) | 200.0 | 25% |" in md
+    assert "- 4-bit: --skip-4bit" in md
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_runner_without_cuda_says_so_and_exits_cleanly(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--out",
+                          str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "No CUDA GPU" in out.stdout and "bitsandbytes" in out.stdout
+    assert not (tmp_path / "report.json").exists()
