@@ -101,3 +101,11 @@ def test_ends_with_summary_exercises_and_a_check(nb):
 def test_seeded(nb):
     _, data = nb
     assert any("manual_seed" in _source(c) or "set_seed" in _source(c) for c in _code(data))
+
+
+def test_no_control_characters_in_sources(nb):
+    """A stray tab or backspace in a cell is almost always a lost backslash (\\t, \\b)."""
+    _, data = nb
+    for cell in data["cells"]:
+        src = _source(cell)
+        assert not re.search(r"[\x00-\x09\x0b-\x1f]", src), f"control character in: {src[:120]!r}"
