@@ -50,9 +50,17 @@ def test_unknown_model_lists_the_known_ones():
         load("Yi-7B-Chat")
 
 
-def test_remote_code_and_pickles_are_refused(tmp_path):
+#: from_pretrained options a caller might pass to run remote code or read pickles.
+UNSAFE_OPTIONS = {"trust_remote_code": True, "use_safetensors": False}
+
+
+@pytest.mark.parametrize("option", UNSAFE_OPTIONS)
+def test_unsafe_loading_options_are_refused(option):
     with pytest.raises(ValueError, match="never runs remote code"):
-        load("embedded", trust_remote_code=True)
+        load("embedded", **{option: UNSAFE_OPTIONS[option]})
+
+
+def test_remote_code_and_pickles_are_refused(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"\0")
     with pytest.raises(ValueError, match="safetensors only"):

@@ -33,6 +33,10 @@ _DTYPES = {
 }
 
 
+#: from_pretrained options load() always sets, and refuses to have changed.
+_FIXED_OPTIONS = {"trust_remote_code": False, "use_safetensors": True}
+
+
 class NotEnoughMemoryError(MemoryError):
     """Raised before loading a model that would not fit on the device."""
 
@@ -239,9 +243,9 @@ def load(model: str = "embedded", *, device: str = "auto", dtype: Any = "auto",
         NotEnoughMemoryError: the model would not fit (the message names one that does).
         ModelNotAvailableError: the hub is unreachable and nothing is cached.
     """
-    for forbidden in ("trust_remote_code", "use_safetensors"):
-        if from_pretrained_kwargs.pop(forbidden, None):
-            raise ValueError(f"{forbidden} cannot be changed: the hub never runs remote code "
+    for option, fixed in _FIXED_OPTIONS.items():
+        if from_pretrained_kwargs.pop(option, fixed) != fixed:
+            raise ValueError(f"{option} cannot be changed: the hub never runs remote code "
                              "and loads safetensors only.")
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
