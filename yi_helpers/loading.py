@@ -22,9 +22,9 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedModel,
                           PreTrainedTokenizerBase)
 
 from . import embedded
+from .chat import IM_END, ensure_pad_token, stop_token_ids
 from .models import REGISTRY, ModelSpec, estimate_memory, known_models, recommend, spec
 
-IM_END = "<|im_end|>"
 
 _DTYPES = {
     "float32": "float32", "fp32": "float32", "float": "float32",
@@ -197,17 +197,10 @@ def configure_chat_stopping(model: Any, tokenizer: Any) -> list[int]:
     ``<|endoftext|>`` (id 2): without this, generation runs on to the token limit.
     Returns the stop ids now set on ``model.generation_config``.
     """
+    stop = stop_token_ids(tokenizer, model)
     gen = model.generation_config
-    stop: list[int] = []
-    im_end = tokenizer.convert_tokens_to_ids(IM_END) if IM_END in tokenizer.get_vocab() else None
-    for candidate in (im_end, tokenizer.eos_token_id, gen.eos_token_id):
-        for token_id in candidate if isinstance(candidate, (list, tuple)) else [candidate]:
-            if token_id is not None and token_id not in stop:
-                stop.append(int(token_id))
     gen.eos_token_id = stop if len(stop) > 1 else (stop[0] if stop else None)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-    gen.pad_token_id = tokenizer.pad_token_id
+    gen.pad_token_id = ensure_pad_token(tokenizer)
     return stop
 
 

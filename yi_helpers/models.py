@@ -10,7 +10,7 @@ is computed from its config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 GB = 1e9  # the planner reports decimal gigabytes, as GPU vendors do
@@ -199,9 +199,6 @@ class MemoryEstimate:
     def total_gb(self) -> float:
         return self.weights_gb + self.kv_cache_gb + self.overhead_gb
 
-    def __float__(self) -> float:
-        return self.total_gb
-
     def __str__(self) -> str:
         return (f"{self.model}: {self.total_gb:.1f} GB (weights {self.weights_gb:.1f} + KV cache "
                 f"{self.kv_cache_gb:.1f} + overhead {self.overhead_gb:.1f}; batch {self.batch_size},"
@@ -286,10 +283,6 @@ def recommend(memory_gb: float, batch_size: int = 1, context_len: int = DEFAULT_
     best = max(fitting, key=lambda s: (s.num_parameters(), s.bits, s.family == "Yi-1.5"))
     return best.id
 
-
-def with_bits(model: str | ModelSpec, bits: int) -> ModelSpec:
-    """The same architecture with another weight precision (for what-if tables)."""
-    return replace(spec(model), bits=bits, quantization=None if bits >= 16 else "rtn")
 
 
 def readme_comparison(context_len: int = DEFAULT_CONTEXT_LEN) -> list[dict[str, Any]]:

@@ -14,6 +14,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from .chat import (SAMPLING_KNOBS, cut_at_stop, default_template, ensure_pad_token,
+                   greedy_overrides, render, stop_token_ids)
+
 #: Settings the Yi README and demos use.
 YI_BASE_SAMPLING = dict(temperature=0.7, top_k=40, top_p=0.8, repetition_penalty=1.3,
                         no_repeat_ngram_size=5)  # README, base-model text generation
@@ -127,9 +130,7 @@ class NextToken:
 def _prompt_text(tokenizer: Any, prompt: str | Sequence[Mapping[str, str]]) -> str:
     if isinstance(prompt, str):
         return prompt
-    from .chat import render
-
-    return render(prompt, template=tokenizer if getattr(tokenizer, "chat_template", None) else "yi")
+    return render(prompt, template=default_template(tokenizer))
 
 
 def next_token_distribution(model: Any, tokenizer: Any, prompt: str | Sequence[Mapping[str, str]],
@@ -184,16 +185,12 @@ def sample(model: Any, tokenizer: Any, prompt: str | Sequence[Mapping[str, str]]
     ``sampling`` takes generate's arguments (temperature, top_k, top_p, min_p,
     repetition_penalty, no_repeat_ngram_size, num_beams ...). Same seed → same continuations.
     """
-    from .chat import stop_token_ids
-
-    knobs = {k: sampling[k] for k in ("temperature", "top_k", "top_p", "min_p",
-                                      "repetition_penalty") if k in sampling}
-    check_sampling_args(**knobs)
+    check_sampling_args(**{k: sampling[k] for k in SAMPLING_KNOBS + ("repetition_penalty",)
+                           if k in sampling})
     if not do_sample:
-        for knob in ("temperature", "top_k", "top_p", "min_p"):
-            sampling.pop(knob, None)
-        sampling.update(temperature=None, top_p=None, top_k=None)
+        sampling = greedy_overrides(sampling)
     else:
+        sampling["do_sample"] = True
         sampling.setdefault("top_k", 0)  # no hidden top-k=50 default: every knob is explicit
         sampling.setdefault("top_p", 1.0)
         sampling.setdefault("temperature", 1.0)
@@ -202,13 +199,11 @@ def sample(model: Any, tokenizer: Any, prompt: str | Sequence[Mapping[str, str]]
                     return_tensors="pt").to(model.device)
     torch.manual_seed(seed)
     with torch.no_grad():
-        out = model.generate(**ids, do_sample=do_sample, max_new_tokens=max_new_tokens,
+        out = model.generate(**ids, max_new_tokens=max_new_tokens,
                              num_return_sequences=n if do_sample else 1, eos_token_id=stops,
-                             pad_token_id=tokenizer.pad_token_id, **sampling)
-    results = []
-    for row in out[:, ids["input_ids"].shape[1]:].tolist():
-        cut = next((i for i, t in enumerate(row) if t in stops), len(row))
-        results.append(row[:cut])
+                             pad_token_id=ensure_pad_token(tokenizer),
+                             **sampling)
+    results = [cut_at_stop(row, stops) for row in out[:, ids["input_ids"].shape[1]:].tolist()]
     return results if do_sample else results * n
 
 

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
-import time
-from contextlib import contextmanager
-from typing import Iterator
 
 
 def cpu_name() -> str:
@@ -36,22 +32,6 @@ def machine_summary() -> str:
             f"{gpu}; torch {torch.__version__}, transformers {transformers.__version__}")
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 1e6 if platform.system() == "Darwin" else peak * 1024 / 1e6
-
-
-def rss_mb() -> float:
-    """Current resident memory of this process, in MB (Linux; peak elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except OSError:
-        return peak_rss_mb()
-
-
 def tensor_bytes(model) -> int:
     """Bytes held by a model's parameters and buffers (shared tensors counted once)."""
     seen: set[int] = set()
@@ -65,24 +45,10 @@ def tensor_bytes(model) -> int:
     return total
 
 
-@contextmanager
-def timer() -> Iterator[dict]:
-    """``with timer() as t: ...`` then ``t["seconds"]``."""
-    out: dict = {}
-    start = time.perf_counter()
-    try:
-        yield out
-    finally:
-        out["seconds"] = time.perf_counter() - start
-
-
 def progress(iterable=None, **kwargs):
-    """A tqdm progress bar (text in notebooks without ipywidgets, so nothing to store)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        from tqdm.auto import tqdm
+    """A tqdm progress bar: text in notebooks without ipywidgets (so no widget state is stored;
+    the package's ``__init__`` silences tqdm's hint about widgets)."""
+    from tqdm.auto import tqdm
 
     kwargs.setdefault("mininterval", 5.0)  # few redraws: short logs in notebooks and CI
     return tqdm(iterable, **kwargs)
