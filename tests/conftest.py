@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
+sys.path.insert(0, str(ROOT / "tools"))  # the runner scripts are tested too
+
+from run_notebooks import discover  # noqa: E402
 
 
 def discover_notebooks() -> list[Path]:
     """Every lesson notebook (``NN_topic.ipynb``): new notebooks are covered automatically."""
-    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    return discover(NOTEBOOK_DIR)
 
 
 def read_notebook(path: Path) -> dict:

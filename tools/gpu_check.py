@@ -60,22 +60,17 @@ class GpuMemoryPoller:
 
 
 def run_notebooks(report, out_dir: Path) -> None:
-    import papermill as pm
+    from run_notebooks import discover, run
 
-    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        start, status = time.perf_counter(), "ok"
+    for nb in discover(ROOT / "notebooks"):
         baseline = GpuMemoryPoller.used_gb() or 0.0
         with GpuMemoryPoller() as poller:
-            try:
-                pm.execute_notebook(str(nb), str(out_dir / "notebooks" / nb.name),
-                                    parameters={"DEVICE": "cuda"}, kernel_name="python3",
-                                    cwd=str(nb.parent), progress_bar=False)
-            except Exception as exc:  # keep going: the report says which failed and why
-                status = f"FAILED: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]}"
+            result = run(nb, out_dir / "notebooks", {"DEVICE": "cuda"})
+        status = "ok" if result["status"] == "ok" else f"FAILED: {result['error'][:200]}"
         peak = None if poller.peak is None else max(poller.peak - baseline, 0.0)
         report.notebooks.append({"notebook": nb.name, "status": status,
-                                 "seconds": time.perf_counter() - start, "peak_gpu_gb": peak})
-        print(f"{nb.name}: {status} in {report.notebooks[-1]['seconds']:.0f} s", flush=True)
+                                 "seconds": result["seconds"], "peak_gpu_gb": peak})
+        print(f"{nb.name}: {status} in {result['seconds']:.0f} s", flush=True)
 
 
 def run_yi(report, batches: list[int], context: int, skip_4bit: bool) -> None:
@@ -181,5 +176,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
     sys.exit(main())

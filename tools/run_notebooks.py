@@ -33,10 +33,21 @@ def failing_cell(nb_path: Path) -> tuple[str, str]:
     return "", ""
 
 
-def run(notebook: Path, out_dir: Path, parameters: dict, kernel: str, timeout: int) -> dict:
+def discover(folder: Path, match: str = "") -> list[Path]:
+    """The lesson notebooks (``NN_topic.ipynb``) in ``folder``, in order."""
+    return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb") if match in p.name)
+
+
+def run(notebook: Path, out_dir: Path, parameters: dict, kernel: str = "python3",
+        timeout: int = 900) -> dict:
+    """Execute one notebook into ``out_dir``; never raises for a failing cell.
+
+    Returns notebook, seconds, status ("ok" or "FAILED"), error, the failing cell, output path.
+    """
     import papermill as pm
 
-    output = out_dir / notebook.name
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    output = Path(out_dir) / notebook.name
     start = time.perf_counter()
     status, error, source = "ok", "", ""
     try:
@@ -64,11 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     args = parser.parse_args(argv)
 
-    notebooks = sorted(p for p in args.folder.glob("[0-9][0-9]_*.ipynb") if args.match in p.name)
+    notebooks = discover(args.folder, args.match)
     if not notebooks:
         print(f"No notebooks matching '{args.match}' in {args.folder}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
     parameters = {name: _parse_value(value) for name, value in args.param}
 
     results = []
