@@ -9,7 +9,7 @@ import torch
 from transformers import (LogitsProcessorList, MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
                           TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
-from yi_helpers.sampling import (distinct_n, entropy_bits, measure, next_token_distribution,
+from yi_helpers.sampling import (distinct_n, entropy_bits, kept, measure, next_token_distribution,
                                  repeated_ngram_rate, sample, transform)
 
 SETTINGS = [
@@ -149,3 +149,12 @@ def test_batched_log_likelihood_equals_one_by_one(embedded):
         total += sum(float(logp[len(prefix) - 1 + i, t]) for i, t in enumerate(cont))
     expected = total / sum(len(c) for c in conts)
     assert mean_log_likelihood(model, tok, prompt, conts) == pytest.approx(expected, abs=1e-4)
+
+
+def test_kept_counts_survivors_and_their_mass():
+    logits = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0])
+    probs = logits.softmax(-1)
+    assert kept(logits, top_k=2) == (2, pytest.approx(float(probs[:2].sum())))
+    n, mass = kept(logits, top_p=0.9)
+    assert mass >= 0.9 and n == 3  # the smallest set of most likely tokens holding 90%
+    assert kept(logits) == (5, pytest.approx(1.0))

@@ -110,6 +110,13 @@ def transform(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int = 0,
     return stages
 
 
+def kept(logits: torch.Tensor, **rules: Any) -> tuple[int, float]:
+    """What a set of rules (``transform``'s arguments) leaves to sample from: the number of
+    tokens kept, and the probability mass those tokens had before the rules."""
+    survivors = transform(logits, **rules)["final"] > 0
+    return int(survivors.sum()), float(logits.detach().float().softmax(-1)[survivors].sum())
+
+
 def entropy_bits(probs: torch.Tensor) -> float:
     """Shannon entropy of a probability vector, in bits."""
     p = probs[probs > 0].double()
