@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from yi_helpers.models import estimate_memory
@@ -30,3 +31,12 @@ def test_memory_estimate_prints_its_parts():
     text = str(estimate_memory("01-ai/Yi-6B-Chat", batch_size=4))
     assert text.startswith("01-ai/Yi-6B-Chat: 13.2 GB (weights 12.1 + KV cache")
     assert "batch 4, 2048 tokens, 16-bit weights" in text
+
+
+def test_artifact_dir_lives_in_the_hub_cache(tmp_path, monkeypatch):
+    from yi_helpers.system import artifact_dir
+
+    monkeypatch.setenv("YI_HUB_CACHE", str(tmp_path))
+    assert artifact_dir("lesson04-adapter") == tmp_path / "artifacts" / "lesson04-adapter"
+    with pytest.raises(ValueError):
+        artifact_dir("../escape")

@@ -52,3 +52,15 @@ def progress(iterable=None, **kwargs):
 
     kwargs.setdefault("mininterval", 5.0)  # few redraws: short logs in notebooks and CI
     return tqdm(iterable, **kwargs)
+
+
+def artifact_dir(name: str) -> "Path":
+    """Folder where a lesson leaves something a later lesson can reuse (an adapter, a quantized
+    model): ``<hub cache>/artifacts/<name>`` (``$YI_HUB_CACHE`` moves the cache). Not created."""
+    from pathlib import Path
+
+    from .embedded import cache_dir
+
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"artifact name must be a plain folder name, got {name!r}")
+    return Path(cache_dir()) / "artifacts" / name
