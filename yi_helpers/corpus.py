@@ -1,0 +1,47 @@
+"""Text and chat data written for the hub and shipped inside the package (``yi_helpers/data``).
+
+- ``heldout_text("en" | "zh")``: a few hundred words of plain English / Chinese prose about a
+  harbour town, written for this project and never trained on by the lessons. Lessons measure
+  perplexity on it (quantization, benchmarks, "did fine-tuning hurt general text?").
+- ``load_conversations(split)``: the hub's bilingual chat data set (``messages`` format), used
+  to fine-tune (lesson 04) and to calibrate quantization (lesson 05).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+LANGUAGES = ("en", "zh")
+SPLITS = ("train", "eval")
+
+
+def data_path(name: str) -> Path:
+    """Path of a file shipped in ``yi_helpers/data``."""
+    return Path(str(resources.files("yi_helpers") / "data" / name))
+
+
+def heldout_text(lang: str = "en") -> str:
+    """Held-out prose in English (``"en"``) or Chinese (``"zh"``) for perplexity."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"lang must be one of {LANGUAGES}, got {lang!r}")
+    return data_path(f"heldout_{lang}.txt").read_text(encoding="utf-8").strip()
+
+
+def load_conversations(split: str = "train") -> list[dict]:
+    """The hub chat data set: a list of ``{"messages": [...], ...}`` rows for ``split``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    path = data_path(f"hub_chat_{split}.jsonl")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: reinstall yi_helpers (`make setup`)")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path.name} line {number}: not valid JSON ({exc})") from exc
+    return rows
