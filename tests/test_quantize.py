@@ -1,0 +1,171 @@
+"""yi_helpers.quantize: RTN by hand, the support checks, calibration text, and a real
+quantize -> save -> reload round trip on a tiny Llama (seconds)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from yi_helpers import quantize as q
+from yi_helpers.chat import render
+
+
+# --- round-to-nearest --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_rtn_error_is_at_most_half_a_step(bits):
+    w = torch.randn(16, 256, generator=torch.Generator().manual_seed(0))
+    deq, step = q.rtn_quantize(w, bits=bits, group_size=64)
+    assert deq.shape == w.shape and step.shape == (16, 4)
+    err = (deq - w).abs().reshape(16, 4, 64)
+    assert torch.all(err <= step.unsqueeze(-1) / 2 + 1e-6)
+    assert err.max() > 0  # it did quantize
+
+
+def test_rtn_is_exact_on_representable_values():
+    step, low = 0.125, -0.5
+    levels = torch.randint(0, 16, (8, 128), generator=torch.Generator().manual_seed(1))
+    levels[:, ::64] = 0  # every group spans the full grid: min and max present
+    levels[:, 1::64] = 15
+    w = low + step * levels.float()
+    deq, steps = q.rtn_quantize(w, bits=4, group_size=64)
+    assert torch.allclose(steps, torch.full_like(steps, step))
+    assert torch.allclose(deq, w, atol=1e-6)
+
+
+def test_rtn_fewer_bits_more_error_and_bad_group():
+    w = torch.randn(8, 128, generator=torch.Generator().manual_seed(2))
+    e4 = (q.rtn_quantize(w, 4, 64)[0] - w).abs().mean()
+    e8 = (q.rtn_quantize(w, 8, 64)[0] - w).abs().mean()
+    assert e8 < e4 / 8
+    with pytest.raises(ValueError, match="does not divide"):
+        q.rtn_quantize(w, 4, 96)
+
+
+def test_rtn_quantize_model_skips_embeddings(tiny_model):
+    model, _ = tiny_model
+    before = model.model.embed_tokens.weight.clone()
+    changed = q.rtn_quantize_model(model, 4, 64)
+    assert changed == 2 * 7  # q, k, v, o, gate, up, down in each of 2 layers
+    assert torch.equal(model.model.embed_tokens.weight, before)
+
+
+# --- support checks -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,bits,match", [
+    ("awq", 8, "awq does not do 8-bit"), ("gptq", 3, "gptq does not do 3-bit"),
+    ("int8-weight-only", 4, "does not do 4-bit"), ("bnb", 4, "Unknown method")])
+def test_unsupported_combinations_name_what_is(method, bits, match):
+    with pytest.raises(q.UnsupportedQuantizationError, match=match) as info:
+        q.check_supported(method, bits)
+    assert "gptq (8/4-bit), awq (4-bit), int8-weight-only (8-bit)" in str(info.value)
+
+
+def test_group_size_must_divide_widths():
+    with pytest.raises(q.UnsupportedQuantizationError, match="group_size=64"):
+        q.check_supported("gptq", 4, 128, widths=[576, 1536])
+    q.check_supported("gptq", 4, 128, widths=[4096, 11008])
+
+
+def test_missing_backend_is_named(monkeypatch):
+    real = q.importlib.util.find_spec
+    monkeypatch.setattr(q.importlib.util, "find_spec",
+                        lambda name: None if name == "gptqmodel" else real(name))
+    with pytest.raises(q.UnsupportedQuantizationError, match="gptqmodel==7.6.0"):
+        q.check_supported("awq", 4)
+
+
+def test_quantize_refuses_before_any_work(tmp_path):
+    with pytest.raises(q.UnsupportedQuantizationError, match="awq does not do 8-bit"):
+        q.quantize("no-such-folder", "awq", bits=8, out_dir=tmp_path / "out")
+    with pytest.raises(q.UnsupportedQuantizationError, match="use group_size=64"):
+        q.quantize("embedded", "gptq", bits=4, group_size=128, out_dir=tmp_path / "out2")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+# --- calibration, sizes -----------------------------------------------------------------------
+
+def test_calibration_texts_go_through_the_chat_template(embedded):
+    _, tok = embedded
+    conv = [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "Hello!"}]
+    texts = q.calibration_texts(tok, [conv, {"messages": conv}, "plain text"], n=10)
+    assert texts[0] == texts[1] == render(conv, add_generation_prompt=False, template=tok)
+    assert "<|im_start|>assistant\nHello!<|im_end|>" in texts[0] and texts[2] == "plain text"
+    picked = q.calibration_texts(tok, [f"t{i}" for i in range(50)], n=5, seed=1)
+    assert len(picked) == 5 and picked == q.calibration_texts(
+        tok, [f"t{i}" for i in range(50)], n=5, seed=1)
+
+
+def test_size_ratio_for_yi_and_embedded():
+    yi = q.size_ratio("01-ai/Yi-6B-Chat", 4, 128)
+    assert 0.29 < yi < 0.34  # about 0.3x: the 64K x 4096 embedding and LM head stay 16-bit
+    small = q.size_ratio("embedded", 4, 64)
+    assert 0.38 < small < 0.45  # the tied 49K x 576 embedding is a fifth of the model
+    assert q.size_ratio("embedded", 16) == 1.0
+    assert q.size_ratio("01-ai/Yi-6B-Chat", 8, 128) > yi
+
+
+def test_perplexity_of_a_perfect_and_a_uniform_model():
+    class Uniform(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def forward(self, ids):
+            return type("Out", (), {"logits": torch.zeros(*ids.shape, 10)})
+
+    class Tok:
+        def __call__(self, text, **_):
+            return {"input_ids": torch.tensor([[int(c) for c in text]])}
+
+    assert q.perplexity(Uniform(), Tok(), "0123456789" * 30, window=64) == pytest.approx(10, rel=1e-5)
+
+
+# --- a real round trip on a tiny model -----------------------------------------------------------
+
+@pytest.fixture
+def tiny_model(embedded):
+    """A tiny random Llama with the embedded tokenizer; widths 128/256 (AWQ needs output widths
+    that are multiples of 64)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    _, tok = embedded
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=256, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval(), tok
+
+
+@pytest.mark.parametrize("method,bits", [("gptq", 4), ("awq", 4), ("int8-weight-only", 8)])
+def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bits):
+    from yi_helpers.chat import chat
+
+    model, tok = tiny_model
+    calibration = [[{"role": "user", "content": f"Question {i}? 问题{i}"},
+                    {"role": "assistant", "content": f"Answer {i}, about ships and the sea."}]
+                   for i in range(4)]
+    messages = [{"role": "user", "content": "Hello"}]
+    text = "The harbour town wakes early."
+
+    def before_save(quantized):
+        return (chat(quantized, tok, messages, max_new_tokens=8),
+                q.perplexity(quantized, tok, text))
+
+    result = q.quantize(model, method, bits=bits, group_size=64, calibration=calibration,
+                        out_dir=tmp_path / method, tokenizer=tok, before_save=before_save)
+    assert result.seconds > 0 and result.size_bytes > 0
+    assert q.quant_method(result.out_dir) in {"gptq", "awq", "torchao"}
+    assert result.n_calibration == (0 if method == "int8-weight-only" else 4)
+    reloaded, tok2 = q.load_quantized(result.out_dir)
+    reply, ppl = chat(reloaded, tok2, messages, max_new_tokens=8), q.perplexity(reloaded, tok2, text)
+    reference = q.perplexity(model, tok, text)
+    assert ppl == pytest.approx(reference, rel=0.2 if bits == 4 else 0.02)  # quantized, not broken
+    if method == "gptq":
+        assert result.before_save is None  # GPTQModel's GPTQ model is measured once reloaded
+    else:
+        assert result.before_save[0] == reply
+        assert result.before_save[1] == pytest.approx(ppl, rel=0.01)
+    if method == "gptq":  # yi_helpers.load hands GPTQ folders to GPTQModel (no optimum here)
+        from yi_helpers import load
+
+        assert chat(load(str(result.out_dir), device="cpu")[0], tok2, messages,
+                    max_new_tokens=8) == reply

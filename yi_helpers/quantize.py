@@ -1,0 +1,446 @@
+"""Quantize a model (GPTQ, AWQ, int8 weight-only), and measure what it costs and saves.
+
+Yi's published ``-8bits`` (GPTQ) and ``-4bits`` (AWQ) chat models were made with AutoGPTQ and
+AutoAWQ. Both are unmaintained and fail with transformers 5. GPTQModel (pinned 7.6.0) carries both
+methods on, and quantizes on a CPU; torchao does int8 weight-only in seconds::
+
+    result = quantize("embedded", "gptq", bits=4, group_size=64, out_dir="q4")
+    model, tokenizer = load_quantized("q4")     # or yi_helpers.load("q4") for AWQ and torchao
+
+Unsupported combinations (AWQ 8-bit, 3 bits, a group size the layers cannot be split into, a
+missing back end) raise :class:`UnsupportedQuantizationError` before any work starts.
+
+Also here: group-wise round-to-nearest (``rtn_quantize``), the baseline GPTQ and AWQ improve on;
+``perplexity``; ``decode_tokens_per_s``; sizes on disk; the size ratio a format gives a model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import io
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+
+from .chat import default_template, render
+from .models import ModelSpec, spec, weight_bytes
+
+#: method -> supported bits. ``gptq`` and ``awq`` come from GPTQModel, ``int8-weight-only`` from
+#: torchao; ``rtn`` (round-to-nearest fake quantization) is in this module, for comparison only.
+SUPPORTED: dict[str, tuple[int, ...]] = {"gptq": (8, 4), "awq": (4,), "int8-weight-only": (8,)}
+BACKENDS = {"gptq": "gptqmodel", "awq": "gptqmodel", "int8-weight-only": "torchao"}
+#: AWQ concatenates calibration texts into blocks of this many tokens. Without it the short chat
+#: samples broke the embedded model (perplexity 12.7 -> 22.8, nonsense replies).
+AWQ_CONCAT_SIZE = 256
+DEFAULT_CALIBRATION_SAMPLES = 64
+
+
+class UnsupportedQuantizationError(ValueError):
+    """A method / bits / group size combination, or a back end, that this hub cannot quantize."""
+
+
+def _supported_text() -> str:
+    return ", ".join(f"{m} ({'/'.join(map(str, b))}-bit)" for m, b in SUPPORTED.items())
+
+
+def check_supported(method: str, bits: int, group_size: int = 128,
+                    widths: Sequence[int] = ()) -> None:
+    """Raise :class:`UnsupportedQuantizationError` unless ``method`` can quantize to ``bits``
+    with ``group_size`` on layers whose input widths are ``widths``, with its back end installed."""
+    if method not in SUPPORTED:
+        raise UnsupportedQuantizationError(
+            f"Unknown method {method!r}. Supported: {_supported_text()}.")
+    if bits not in SUPPORTED[method]:
+        raise UnsupportedQuantizationError(
+            f"{method} does not do {bits}-bit here. Supported: {_supported_text()}.")
+    if method != "int8-weight-only":
+        if not isinstance(group_size, int) or group_size <= 0:
+            raise UnsupportedQuantizationError(f"group_size must be a positive integer, got "
+                                               f"{group_size!r}")
+        bad = sorted({w for w in widths if w % group_size})
+        if bad:
+            fits = [g for g in (128, 64, 32) if all(w % g == 0 for w in widths)]
+            raise UnsupportedQuantizationError(
+                f"group_size={group_size} does not divide the layer widths {bad}: use "
+                f"group_size={fits[0] if fits else 'a divisor of every width'} (the embedded "
+                "model's 576 needs 64; Yi's 4096/11008/7168/20480 take 128).")
+    package = BACKENDS[method]
+    if importlib.util.find_spec(package) is None:
+        pin = "gptqmodel==7.6.0" if package == "gptqmodel" else package
+        raise UnsupportedQuantizationError(
+            f"{method} needs the {package!r} package, which is not installed: "
+            f"`pip install {pin}` (or `make setup`). Supported here: {_supported_text()}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Round-to-nearest, by hand
+# ---------------------------------------------------------------------------------------------
+
+def rtn_quantize(weight: torch.Tensor, bits: int = 4, group_size: int = 64
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group-wise asymmetric round-to-nearest: ``(dequantized weight, step size per group)``.
+
+    Each row is cut into groups of ``group_size`` columns; a group's minimum and maximum span
+    ``2**bits - 1`` equal steps; every weight moves to the nearest step. The error of a weight is
+    at most half its group's step, and weights already on the grid are unchanged.
+    """
+    if weight.dim() != 2:
+        raise ValueError(f"expected a 2-D weight matrix, got shape {tuple(weight.shape)}")
+    rows, cols = weight.shape
+    if cols % group_size:
+        raise ValueError(f"group_size={group_size} does not divide the {cols} columns")
+    levels = 2 ** bits - 1
+    w = weight.detach().float().reshape(rows, cols // group_size, group_size)
+    low = w.amin(-1, keepdim=True)
+    high = w.amax(-1, keepdim=True)
+    step = ((high - low) / levels).clamp(min=1e-12)
+    zero = torch.round(-low / step)
+    q = torch.clamp(torch.round(w / step) + zero, 0, levels)
+    deq = (q - zero) * step
+    return deq.reshape(rows, cols).to(weight.dtype), step.squeeze(-1)
+
+
+def rtn_quantize_model(model: Any, bits: int = 4, group_size: int = 64) -> int:
+    """Replace every linear weight of the decoder blocks with its RTN fake-quantized version (in
+    place; the embedding and LM head stay as they are, as in GPTQ/AWQ checkpoints). Returns the
+    number of layers changed."""
+    changed = 0
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}":
+                module.weight.copy_(rtn_quantize(module.weight, bits, group_size)[0])
+                changed += 1
+    return changed
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration data
+# ---------------------------------------------------------------------------------------------
+
+def calibration_texts(tokenizer: Any, calibration: Any = None,
+                      n: int = DEFAULT_CALIBRATION_SAMPLES, seed: int = 0) -> list[str]:
+    """Calibration texts: chat-formatted through the tokenizer's chat template.
+
+    ``calibration`` is ``None`` (the hub's bilingual chat data set, ``load_conversations("train")``),
+    or a list of strings, of conversations (lists of messages), or of ``{"messages": ...}`` rows.
+    At most ``n`` samples are kept, drawn with ``seed``.
+    """
+    if calibration is None:
+        from .corpus import load_conversations
+
+        calibration = load_conversations("train")
+    if isinstance(calibration, (str, bytes)) or not isinstance(calibration, Sequence):
+        raise ValueError("calibration must be a list of texts or conversations")
+    items = list(calibration)
+    if n and len(items) > n:
+        items = random.Random(seed).sample(items, n)
+    template = default_template(tokenizer)
+    texts = []
+    for item in items:
+        if isinstance(item, Mapping) and "messages" in item:
+            item = item["messages"]
+        texts.append(item if isinstance(item, str) else
+                     render(item, add_generation_prompt=False, template=template))
+    if not texts:
+        raise ValueError("calibration is empty: pass a few texts or conversations")
+    return texts
+
+
+# ---------------------------------------------------------------------------------------------
+# quantize()
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class QuantizeResult:
+    """What :func:`quantize` made: the folder, the settings, the time it took."""
+
+    out_dir: Path
+    method: str
+    bits: int
+    group_size: int | None
+    seconds: float
+    n_calibration: int
+    before_save: Any = dataclasses.field(default=None, repr=False)  # what before_save returned
+    log: str = dataclasses.field(default="", repr=False)  # the back end's console output
+
+    @property
+    def size_bytes(self) -> int:
+        return disk_size(self.out_dir)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[io.StringIO]:
+    """Capture the back ends' very long console logs (tables, progress bars) in a buffer."""
+    import logging
+
+    buffer = io.StringIO()
+    levels = {name: logging.getLogger(name).level for name in ("tokenicer", "gptqmodel", "torchao")}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield buffer
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _source_folder(model_or_path: Any, tokenizer: Any, scratch: Path) -> tuple[Path, Any]:
+    """A folder holding the model's safetensors and tokenizer (GPTQModel loads from a folder)."""
+    from transformers import AutoTokenizer
+
+    if isinstance(model_or_path, (str, os.PathLike)):
+        name = os.fspath(model_or_path)
+        if name == "embedded":
+            from .embedded import prepare
+
+            folder = Path(prepare(verbose=False))
+        else:
+            folder = Path(name).expanduser()
+            if not folder.is_dir():
+                raise ValueError(f"{name!r} is not a folder: pass 'embedded', a local folder, or "
+                                 "a loaded model with tokenizer=...")
+        return folder, tokenizer or AutoTokenizer.from_pretrained(folder)
+    if tokenizer is None:
+        raise ValueError("pass tokenizer=... with a loaded model")
+    folder = scratch / "source"
+    model_or_path.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder, tokenizer
+
+
+def _layer_widths(folder: Path) -> list[int]:
+    config = json.loads((folder / "config.json").read_text())
+    return [w for w in (config.get("hidden_size"), config.get("intermediate_size")) if w]
+
+
+def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 128,
+             calibration: Any = None, out_dir: str | os.PathLike, tokenizer: Any = None,
+             n_calibration: int = DEFAULT_CALIBRATION_SAMPLES, seed: int = 0,
+             awq_concat_size: int | None = AWQ_CONCAT_SIZE,
+             before_save: Callable[[Any], Any] | None = None, verbose: bool = False
+             ) -> QuantizeResult:
+    """Quantize a model and save a loadable folder to ``out_dir`` (replaced if it exists).
+
+    Args:
+        model_or_path: ``"embedded"``, a local model folder, or a loaded model (with ``tokenizer``).
+        method: ``"gptq"`` (8 or 4 bit), ``"awq"`` (4 bit) or ``"int8-weight-only"`` (torchao).
+        bits, group_size: weight bits, and columns sharing one scale (GPTQ/AWQ; 64 for the
+            embedded model, whose width 576 is not a multiple of 128; Yi uses 128).
+        calibration: GPTQ/AWQ calibration data, see :func:`calibration_texts` (default: the hub's
+            chat data set through the chat template); ``n_calibration`` samples are used.
+        awq_concat_size: AWQ packs the calibration texts into blocks of this many tokens
+            (``None``: GPTQModel's default, which broke the embedded model).
+        before_save: called with the quantized model in memory, before it is saved, for AWQ
+            and int8 weight-only (GPTQModel's GPTQ model is usable only once saved and
+            reloaded); what it returns is kept in ``result.before_save`` (``None`` for GPTQ).
+            Its time is not counted in ``result.seconds``.
+        verbose: show the back end's own (long) log instead of keeping it in ``result.log``.
+
+    Returns a :class:`QuantizeResult` (folder, seconds, what ``before_save`` returned).
+    Reload with :func:`load_quantized` (or ``yi_helpers.load`` for AWQ and int8 weight-only).
+    """
+    check_supported(method, bits, group_size)
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="yi-quantize-") as tmp:
+        folder, tokenizer = _source_folder(model_or_path, tokenizer, Path(tmp))
+        check_supported(method, bits, group_size, _layer_widths(folder))
+        texts = (calibration_texts(tokenizer, calibration, n_calibration, seed)
+                 if method in ("gptq", "awq") else [])
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        hook_seconds = [0.0]
+
+        def hook(model: Any) -> Any:
+            begin = time.perf_counter()
+            try:
+                return before_save(model)
+            finally:
+                hook_seconds[0] += time.perf_counter() - begin
+
+        hook_or_none = hook if before_save is not None else None
+        context = contextlib.nullcontext(io.StringIO()) if verbose else quiet()
+        with context as log:
+            start = time.perf_counter()
+            if method == "int8-weight-only":
+                seen = _torchao_int8(folder, out_dir, hook_or_none)
+            else:
+                seen = _gptqmodel(folder, tokenizer, method, bits, group_size, texts,
+                                  awq_concat_size, out_dir, Path(tmp) / "logs", hook_or_none)
+            seconds = time.perf_counter() - start - hook_seconds[0]
+        tokenizer.save_pretrained(out_dir)
+    return QuantizeResult(out_dir=out_dir, method=method, bits=bits,
+                          group_size=None if method == "int8-weight-only" else group_size,
+                          seconds=seconds, n_calibration=len(texts), before_save=seen,
+                          log=log.getvalue())
+
+
+def _torchao_int8(folder: Path, out_dir: Path, before_save: Callable[[Any], Any] | None) -> Any:
+    from torchao.quantization import Int8WeightOnlyConfig
+    from transformers import AutoModelForCausalLM, TorchAoConfig
+
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.bfloat16, use_safetensors=True,
+        quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))
+    model.eval()
+    seen = before_save(model) if before_save else None
+    model.save_pretrained(out_dir)
+    return seen
+
+
+def _import_gptqmodel():
+    # GPTQModel sizes its CPU worker pool at import; on a 2-core machine its own default fails
+    # ("requests 2 workers but parent 'cpu' only has 1").
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(2, os.cpu_count() or 1))))
+    import gptqmodel
+
+    return gptqmodel
+
+
+def _gptqmodel(folder: Path, tokenizer: Any, method: str, bits: int, group_size: int,
+               texts: list[str], awq_concat_size: int | None, out_dir: Path,
+               log_dir: Path, before_save: Callable[[Any], Any] | None) -> Any:
+    gptqmodel = _import_gptqmodel()
+    from gptqmodel import BACKEND, GPTQModel, QuantizeConfig
+    from gptqmodel.looper import loop_processor
+
+    # GPTQModel writes per-layer log files to ./logs of the working directory: keep them out
+    # of the notebook's folder.
+    loop_processor._PROJECT_LOG_DIR = log_dir
+
+    if method == "awq":
+        config = QuantizeConfig(bits=bits, group_size=group_size, method="awq", format="gemm",
+                                offload_to_disk=False)
+        extra = dict(backend=BACKEND.AWQ_TORCH, calibration_concat_size=awq_concat_size)
+    else:
+        config = QuantizeConfig(bits=bits, group_size=group_size, offload_to_disk=False)
+        extra = {}
+    wrapper = GPTQModel.load(str(folder), config, device="cpu")
+    wrapper.quantize(texts, tokenizer=tokenizer, **extra)
+    model = eager(wrapper.model)
+    model.eval()
+    # GPTQModel 7.6.0's GPTQ model in memory right after quantize() is not ready for inference
+    # (on a tiny Llama its logits were off by 136% where the saved-and-reloaded model's were off
+    # by 17% from the float model's): only AWQ is measured before saving; GPTQ after reloading.
+    seen = before_save(model) if before_save and method == "awq" else None
+    wrapper.save(str(out_dir))  # packs the weights for the file: the model in memory is done
+    return seen
+
+
+def eager(model: Any) -> Any:
+    """Undo GPTQModel's ``torch.compile`` of its CPU dequantize step (in place).
+
+    On a CPU the compiled function recompiles again and again during generation (8-bit GPTQ
+    decoded at about 3 tokens/s); the eager function is the same maths.
+    """
+    for module in model.modules():
+        if "dequantize_weight" in vars(module):
+            del module.dequantize_weight  # the class's own (eager) method shows through again
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a quantized folder back
+# ---------------------------------------------------------------------------------------------
+
+def quant_method(folder: str | os.PathLike) -> str | None:
+    """``"gptq"``, ``"awq"``, ``"torchao"``... from a folder's ``config.json``; None if plain."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    quant = config.get("quantization_config") or {}
+    return quant.get("quant_method")
+
+
+def load_quantized(folder: str | os.PathLike, *, device: str = "cpu", dtype: Any = None
+                   ) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a folder :func:`quantize` wrote, greedy and stopping at
+    ``<|im_end|>`` like ``yi_helpers.load``.
+
+    GPTQ folders load through GPTQModel (transformers would need the ``optimum`` package);
+    everything else through ``yi_helpers.load``. ``dtype`` defaults to bfloat16 for quantized
+    folders (the dtype they were quantized in).
+    """
+    from .loading import configure_chat_stopping, load
+
+    folder = Path(folder)
+    method = quant_method(folder)
+    dtype = dtype or ("bfloat16" if method else "auto")
+    if method != "gptq":
+        return load(str(folder), device=device, dtype=dtype)
+    from transformers import AutoTokenizer
+
+    _import_gptqmodel()
+    from gptqmodel import GPTQModel
+
+    from .loading import resolve_dtype
+
+    with quiet():
+        wrapper = GPTQModel.load(str(folder), device=device,
+                                 dtype=resolve_dtype(dtype, device))
+    model = eager(wrapper.model)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    configure_chat_stopping(model, tokenizer)
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------------------------
+
+def disk_size(folder: str | os.PathLike) -> int:
+    """Bytes of the weight files (``*.safetensors``) in a folder."""
+    return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))
+
+
+def perplexity(model: Any, tokenizer: Any, text: str, *, window: int = 512) -> float:
+    """Perplexity of ``text``: exp of the mean next-token loss, over consecutive windows of at
+    most ``window`` tokens (each window starts fresh; fine for texts of a few hundred tokens)."""
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    if len(ids) < 2:
+        raise ValueError("text is too short for perplexity (needs at least 2 tokens)")
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(ids) - 1, window):
+            chunk = ids[start:start + window + 1].unsqueeze(0).to(model.device)
+            if chunk.shape[1] < 2:
+                break
+            logits = model(chunk[:, :-1]).logits.float()
+            loss = torch.nn.functional.cross_entropy(logits[0], chunk[0, 1:], reduction="sum")
+            total += float(loss)
+            count += chunk.shape[1] - 1
+    return float(torch.exp(torch.tensor(total / count)))
+
+
+def decode_tokens_per_s(model: Any, tokenizer: Any, prompt: str = "Tell me about the sea.",
+                        new_tokens: int = 32, warmup: int = 4) -> float:
+    """Greedy decoding speed, batch 1, in generated tokens per second (after a short warm-up;
+    ``new_tokens`` are forced, no early stop)."""
+    messages = [{"role": "user", "content": prompt}]
+    inputs = tokenizer(render(messages, template=default_template(tokenizer)),
+                       add_special_tokens=False, return_tensors="pt").to(model.device)
+    kwargs = dict(do_sample=False, temperature=None, top_p=None, top_k=None,
+                  pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    with torch.no_grad():
+        model.generate(**inputs, max_new_tokens=warmup, min_new_tokens=warmup, **kwargs)
+        start = time.perf_counter()
+        model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+    return new_tokens / (time.perf_counter() - start)
+
+
+def size_ratio(model: str | ModelSpec, bits: int, group_size: int | None = None) -> float:
+    """Weights at ``bits`` (decoder linear layers; embedding, LM head and norms 16-bit, plus one
+    scale and zero point per group) divided by the 16-bit weights, from the config alone."""
+    s = spec(model)
+    if group_size is not None:
+        s = dataclasses.replace(s, group_size=group_size)
+    return weight_bytes(s, bits) / weight_bytes(s, 16)

@@ -1,0 +1,48 @@
+"""Solutions to the exercises of notebook 05 (quantization)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..quantize import rtn_quantize
+
+
+def symmetric_rtn(weight: torch.Tensor, bits: int = 4, group_size: int = 64) -> torch.Tensor:
+    """Exercise 1: group-wise RTN without a zero point. The grid is centred on 0 and reaches
+    the group's largest ``|w|``: steps ``-2**(bits-1) .. 2**(bits-1) - 1`` times ``max|w| /
+    (2**(bits-1) - 1)``. One grid level goes unused on the negative side and the grid spans
+    ``2 max|w|`` even when the weights are lopsided, so the error is usually a little larger
+    than asymmetric RTN's."""
+    if weight.dim() != 2 or weight.shape[1] % group_size:
+        raise ValueError(f"expected a 2-D weight whose columns divide into groups of {group_size}")
+    rows, cols = weight.shape
+    w = weight.detach().float().reshape(rows, cols // group_size, group_size)
+    top = 2 ** (bits - 1) - 1
+    step = (w.abs().amax(-1, keepdim=True) / top).clamp(min=1e-12)
+    q = torch.clamp(torch.round(w / step), -top - 1, top)
+    return (q * step).reshape(rows, cols).to(weight.dtype)
+
+
+def bits_per_weight(bits: int, group_size: int, scale_bits: int = 16) -> float:
+    """Exercise 2: storage per weight with one ``scale_bits`` scale and one ``bits``-wide zero
+    point per group. 4-bit: 4.156 at group 128, 4.625 at group 32."""
+    if bits <= 0 or group_size <= 0:
+        raise ValueError("bits and group_size must be positive")
+    return bits + (scale_bits + bits) / group_size
+
+
+def worst_layer(model: Any, bits: int = 4, group_size: int = 64) -> tuple[str, float]:
+    """Exercise 3: ``(name, relative error)`` of the decoder linear layer RTN hurts most
+    (relative Frobenius error of the weight matrix)."""
+    worst = ("", -1.0)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}":
+            w = module.weight.detach().float()
+            rel = float((rtn_quantize(w, bits, group_size)[0] - w).norm() / w.norm())
+            if rel > worst[1]:
+                worst = (name, rel)
+    if not worst[0]:
+        raise ValueError("no decoder linear layers found")
+    return worst
