@@ -190,6 +190,18 @@ def _resolve_source(model: str) -> tuple[str, ModelSpec | None, bool]:
     )
 
 
+def _needs_gptqmodel_loader(folder: str) -> bool:
+    """A local GPTQ folder (``yi_helpers.quantize``) while ``optimum`` is not installed."""
+    import importlib.util
+    import json
+
+    config = Path(folder) / "config.json"
+    if not config.is_file() or importlib.util.find_spec("optimum") is not None:
+        return False
+    quant = json.loads(config.read_text()).get("quantization_config") or {}
+    return quant.get("quant_method") == "gptq"
+
+
 def configure_chat_stopping(model: Any, tokenizer: Any) -> list[int]:
     """Make ``generate`` stop at ``<|im_end|>`` as well as the tokenizer's eos.
 
@@ -243,6 +255,12 @@ def load(model: str = "embedded", *, device: str = "auto", dtype: Any = "auto",
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     source, registry_spec, is_local = _resolve_source(model)
+    if is_local and _needs_gptqmodel_loader(source):
+        # transformers loads GPTQ checkpoints only through `optimum`; GPTQModel loads them itself.
+        from .quantize import load_quantized
+
+        return load_quantized(source, device=device,
+                              dtype=None if str(dtype).lower() == "auto" else dtype)
     if check_memory and registry_spec is not None and registry_spec.id != "embedded":
         check_fits(registry_spec, device)
 
