@@ -158,6 +158,7 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
     reloaded, tok2 = q.load_quantized(result.out_dir)
     reply, ppl = chat(reloaded, tok2, messages, max_new_tokens=8), q.perplexity(reloaded, tok2, text)
     reference = q.perplexity(model, tok, text)
+    assert 0 < q.memory_bytes(reloaded) < q.memory_bytes(model)  # packed tensors counted
     assert ppl == pytest.approx(reference, rel=0.2 if bits == 4 else 0.02)  # quantized, not broken
     if method == "gptq":
         assert result.before_save is None  # GPTQModel's GPTQ model is measured once reloaded

@@ -402,6 +402,31 @@ def disk_size(folder: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))
 
 
+def _nbytes(t: torch.Tensor) -> int:
+    flatten = getattr(t, "__tensor_flatten__", None)
+    if flatten is not None and type(t) not in (torch.Tensor, torch.nn.Parameter):
+        names, _ = flatten()  # a tensor subclass (torchao): count the tensors inside it
+        return sum(_nbytes(getattr(t, name)) for name in names)
+    return t.numel() * t.element_size()
+
+
+def memory_bytes(model: Any) -> int:
+    """Bytes of a model's parameters and buffers, packed quantized tensors included (torchao's
+    int8 tensors are counted by the int8 data and scales inside them). Shared tensors once."""
+    seen: set[int] = set()
+    total = 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        try:
+            key = t.untyped_storage().data_ptr()
+        except RuntimeError:  # tensor subclasses have no single storage
+            key = id(t)
+        if key in seen:
+            continue
+        seen.add(key)
+        total += _nbytes(t)
+    return total
+
+
 def perplexity(model: Any, tokenizer: Any, text: str, *, window: int = 512) -> float:
     """Perplexity of ``text``: exp of the mean next-token loss, over consecutive windows of at
     most ``window`` tokens (each window starts fresh; fine for texts of a few hundred tokens)."""
