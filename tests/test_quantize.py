@@ -13,9 +13,10 @@ from yi_helpers.chat import render
 # --- round-to-nearest --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bits", [4, 8])
-def test_rtn_error_is_at_most_half_a_step(bits):
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_rtn_error_is_at_most_half_a_step(bits, symmetric):
     w = torch.randn(16, 256, generator=torch.Generator().manual_seed(0))
-    deq, step = q.rtn_quantize(w, bits=bits, group_size=64)
+    deq, step = q.rtn_quantize(w, bits=bits, group_size=64, symmetric=symmetric)
     assert deq.shape == w.shape and step.shape == (16, 4)
     err = (deq - w).abs().reshape(16, 4, 64)
     assert torch.all(err <= step.unsqueeze(-1) / 2 + 1e-6)
@@ -31,6 +32,13 @@ def test_rtn_is_exact_on_representable_values():
     deq, steps = q.rtn_quantize(w, bits=4, group_size=64)
     assert torch.allclose(steps, torch.full_like(steps, step))
     assert torch.allclose(deq, w, atol=1e-6)
+    # symmetric: step = 2 max|w| / 15; with max|w| = 7.5 the grid is the integers -8..7
+    ints = torch.randint(-7, 8, (8, 128), generator=torch.Generator().manual_seed(2)).float()
+    ints[:, ::64] = 7.5  # sets the step to exactly 1 (7.5 itself rounds to 7 or 8 -> clamp 7)
+    deq, steps = q.rtn_quantize(ints, bits=4, group_size=64, symmetric=True)
+    assert torch.allclose(steps, torch.ones_like(steps))
+    on_grid = ints != 7.5
+    assert torch.equal(deq[on_grid], ints[on_grid])
 
 
 def test_rtn_fewer_bits_more_error_and_bad_group():

@@ -86,13 +86,16 @@ def check_supported(method: str, bits: int, group_size: int = 128,
 # Round-to-nearest, by hand
 # ---------------------------------------------------------------------------------------------
 
-def rtn_quantize(weight: torch.Tensor, bits: int = 4, group_size: int = 64
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Group-wise asymmetric round-to-nearest: ``(dequantized weight, step size per group)``.
+def rtn_quantize(weight: torch.Tensor, bits: int = 4, group_size: int = 64,
+                 symmetric: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group-wise round-to-nearest: ``(dequantized weight, step size per group)``.
 
-    Each row is cut into groups of ``group_size`` columns; a group's minimum and maximum span
-    ``2**bits - 1`` equal steps; every weight moves to the nearest step. The error of a weight is
-    at most half its group's step, and weights already on the grid are unchanged.
+    Each row is cut into groups of ``group_size`` columns. Asymmetric (default, as AWQ): the
+    group's minimum and maximum span ``2**bits - 1`` equal steps, with a zero point. Symmetric
+    (as GPTQ's default ``sym=True``): the grid is ``-2**(bits-1) .. 2**(bits-1) - 1`` steps
+    around 0, with ``step = 2 max|w| / (2**bits - 1)``. Every weight moves to the nearest step:
+    the error of a weight is at most half its group's step, and weights already on the grid are
+    unchanged.
     """
     if weight.dim() != 2:
         raise ValueError(f"expected a 2-D weight matrix, got shape {tuple(weight.shape)}")
@@ -101,16 +104,21 @@ def rtn_quantize(weight: torch.Tensor, bits: int = 4, group_size: int = 64
         raise ValueError(f"group_size={group_size} does not divide the {cols} columns")
     levels = 2 ** bits - 1
     w = weight.detach().float().reshape(rows, cols // group_size, group_size)
-    low = w.amin(-1, keepdim=True)
-    high = w.amax(-1, keepdim=True)
-    step = ((high - low) / levels).clamp(min=1e-12)
-    zero = torch.round(-low / step)
+    if symmetric:
+        step = (2 * w.abs().amax(-1, keepdim=True) / levels).clamp(min=1e-12)
+        zero = torch.full_like(step, 2 ** (bits - 1))
+    else:
+        low = w.amin(-1, keepdim=True)
+        high = w.amax(-1, keepdim=True)
+        step = ((high - low) / levels).clamp(min=1e-12)
+        zero = torch.round(-low / step)
     q = torch.clamp(torch.round(w / step) + zero, 0, levels)
     deq = (q - zero) * step
     return deq.reshape(rows, cols).to(weight.dtype), step.squeeze(-1)
 
 
-def rtn_quantize_model(model: Any, bits: int = 4, group_size: int = 64) -> int:
+def rtn_quantize_model(model: Any, bits: int = 4, group_size: int = 64,
+                       symmetric: bool = False) -> int:
     """Replace every linear weight of the decoder blocks with its RTN fake-quantized version (in
     place; the embedding and LM head stay as they are, as in GPTQ/AWQ checkpoints). Returns the
     number of layers changed."""
@@ -118,7 +126,7 @@ def rtn_quantize_model(model: Any, bits: int = 4, group_size: int = 64) -> int:
     with torch.no_grad():
         for name, module in model.named_modules():
             if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}":
-                module.weight.copy_(rtn_quantize(module.weight, bits, group_size)[0])
+                module.weight.copy_(rtn_quantize(module.weight, bits, group_size, symmetric)[0])
                 changed += 1
     return changed
 
