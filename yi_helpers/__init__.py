@@ -9,11 +9,17 @@ Modules are named for lesson topics: ``models`` (the Yi family and a memory plan
 """
 
 import importlib
+import logging
 import warnings
 
 # Notebooks here show text progress bars (no ipywidgets, so no widget state in committed
 # outputs): silence tqdm's one-time hint that a widget version exists.
 warnings.filterwarnings("ignore", message="IProgress not found")
+# torchao (lesson 05) is imported by transformers when installed; on a CPU its CUDA/MX kernels
+# cannot load and it logs each failure with the full site-packages path, and torch logs a
+# deprecation about torchao's enums. Neither matters on a CPU; keep lesson outputs clean.
+logging.getLogger("torchao").setLevel(logging.ERROR)
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 from .models import REGISTRY, estimate_memory, known_models, recommend, spec  # noqa: E402
 
