@@ -227,7 +227,8 @@ class Server:
 def serve(model: str | os.PathLike = "embedded", *, port: int | None = None,
           host: str = LOOPBACK, device: str = "cpu", dtype: str = "float32",
           timeout: float = 120.0, log_path: str | os.PathLike | None = None,
-          extra_args: Sequence[str] = (), offline: bool | None = None) -> Iterator[Server]:
+          extra_args: Sequence[str] = (), offline: bool | None = None,
+          stop_timeout: float = 10.0) -> Iterator[Server]:
     """Start ``transformers serve`` for ``model``, wait until it answers, always stop it.
 
     Args:
@@ -240,6 +241,7 @@ def serve(model: str | os.PathLike = "embedded", *, port: int | None = None,
         log_path: where the server's output goes (default: a temporary file, removed at exit).
         extra_args: more ``transformers serve`` flags (``["--continuous-batching"]``).
         offline: set ``HF_HUB_OFFLINE=1`` for the child (default: for local models).
+        stop_timeout: seconds between terminate and kill when stopping.
 
     Raises:
         PortInUseError: ``port`` is taken (checked before anything starts).
@@ -273,7 +275,7 @@ def serve(model: str | os.PathLike = "embedded", *, port: int | None = None,
         server.startup_s = server.wait_ready(timeout)
         yield server
     finally:
-        server.stop()
+        server.stop(stop_timeout)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
 
