@@ -318,3 +318,12 @@ def test_a_broken_model_folder_fails_with_the_log_tail(tmp_path):
         with S.serve(folder, timeout=120):
             pass
     assert time.perf_counter() - started < 60
+
+
+def test_pick_device():
+    import torch
+
+    assert S.pick_device("cpu") == ("cpu", "float32")
+    device, dtype = S.pick_device("auto")
+    assert device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert dtype == ("float32" if device == "cpu" else "bfloat16")

@@ -17,6 +17,7 @@ percentiles and tokens/s; ``vllm_command()`` writes the ``vllm serve`` line a Yi
 
 from __future__ import annotations
 
+import atexit
 import errno
 import json
 import os
@@ -113,6 +114,17 @@ def resolve_model(model: str | os.PathLike) -> tuple[Path | None, str]:
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise ValueError(f"{model!r} is neither 'embedded', a local folder, nor a hub id (org/name).")
     return None, name
+
+
+def pick_device(device: str = "auto") -> tuple[str, str]:
+    """→ (device, dtype) for the server: ``"auto"`` is cuda when torch sees a GPU, else cpu;
+    float32 on a CPU (greedy replies match ``yi_helpers.chat``), bfloat16 on a GPU.
+    (Light: unlike ``yi_helpers.loading`` it imports no transformers model code.)"""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device, ("float32" if device == "cpu" else "bfloat16")
 
 
 def server_command(model: str, *, host: str = LOOPBACK, port: int = 8000, device: str = "cpu",
@@ -271,11 +283,14 @@ def serve(model: str | os.PathLike = "embedded", *, port: int | None = None,
         process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     server = Server(name, host, port, process, log_path, command)
+    # A notebook kernel that exits without closing the block still stops its server.
+    atexit.register(server.stop, stop_timeout)
     try:
         server.startup_s = server.wait_ready(timeout)
         yield server
     finally:
         server.stop(stop_timeout)
+        atexit.unregister(server.stop)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
 
