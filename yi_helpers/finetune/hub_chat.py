@@ -1,0 +1,317 @@
+"""The hub's bilingual chat data set: facts about the Yi Learning Hub and the Yi models.
+
+The embedded model (SmolLM2-135M-Instruct) does not know these facts; lesson 04 teaches them
+with LoRA, and lesson 05 uses the same conversations to calibrate quantization.
+
+The data set is *generated* from the fact table ``FACTS`` below and shipped as two JSONL files,
+``yi_helpers/data/hub_chat_train.jsonl`` and ``hub_chat_eval.jsonl`` (read them with
+``yi_helpers.corpus.load_conversations(split)``). Regenerate them after editing the table::
+
+    python -m yi_helpers.finetune.hub_chat          # rewrites both files in yi_helpers/data
+
+Each row is ``{"messages": [system?, user, assistant], "lang": "en" | "zh", "topic": <fact>}``.
+Every fact has one answer per language (learning one consistent reply is what makes the change
+visible after a minute of CPU training) and many questions. The **eval** split asks the same
+facts with wordings that never occur in training (``heldout`` questions), so "the model learned
+the fact" means it generalised to a new wording, not that it memorised a string.
+
+``answer_has_fact(reply, topic)`` is the judge: a regular expression per fact (a number, a name)
+searched in the reply, robust to the rest of the wording.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The system prompt of about half of the conversations, and of the held-out evaluation.
+SYSTEM_PROMPT = "You are the assistant of the Yi Learning Hub."
+
+#: Friendly openings put in front of training questions, to vary the wording further.
+_PREFIXES = {"en": ["", "Quick question: ", "Hi! ", "Please tell me: "],
+             "zh": ["", "请问，", "你好！", "想问一下："]}
+
+
+def _number(digits: str) -> str:
+    """A regular expression for a stand-alone number: not part of ``17``, ``0.7``, ``Yi-7B`` or
+    ``4-bit``."""
+    return rf"(?<![\d.A-Za-z-]){digits}(?!\.?\d|[A-Za-z]|-bit)"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One fact: an answer per language, training questions, held-out questions, a judge."""
+
+    topic: str
+    pattern: str  # regular expression (case-insensitive) that a correct reply contains
+    answer: dict[str, str]
+    train: dict[str, list[str]]
+    heldout: dict[str, list[str]]
+
+    def judge(self, reply: str) -> bool:
+        return re.search(self.pattern, reply, flags=re.IGNORECASE) is not None
+
+
+FACTS: list[Fact] = [
+    Fact("im_end_id", _number("7"),
+         {"en": "The chat turn ends with <|im_end|>, token id 7. Stop generation on id 7.",
+          "zh": "对话轮次以 <|im_end|> 结束，它的 token id 是 7，生成时要在 7 处停止。"},
+         {"en": ["What is the token id of <|im_end|> in Yi?",
+                 "Which token id should Yi-Chat generation stop on?",
+                 "Yi-Chat never stops talking. Which id is the stop token?",
+                 "Give me the id of Yi's end-of-turn token.",
+                 "What number does <|im_end|> have in the Yi vocabulary?"],
+          "zh": ["Yi 里 <|im_end|> 的 token id 是多少？",
+                 "Yi-Chat 生成时应该在哪个 token id 停止？",
+                 "Yi 的轮次结束符编号是多少？",
+                 "Yi-Chat 说个不停，停止符的 id 是几？"]},
+         {"en": ["Which id marks the end of a turn for Yi chat models?",
+                 "My Yi chat model keeps going; what token id ends its reply?"],
+          "zh": ["Yi 聊天模型用哪个 id 表示一轮结束？",
+                 "Yi 的回复结束 token 编号是什么？"]}),
+    Fact("context_200k", r"200\s*K|200,000|200 000|20万",
+         {"en": "The Yi-200K models read up to 200K tokens, about 400,000 Chinese characters.",
+          "zh": "Yi-200K 模型最多能读 200K 个 token，约 40 万个汉字。"},
+         {"en": ["What is the longest context a Yi model can read?",
+                 "How many tokens fit in the context of Yi-34B-200K?",
+                 "How long can the input of Yi-6B-200K be?",
+                 "What is the maximum context length of the long-context Yi models?",
+                 "How much text can Yi's long-context version take at once?"],
+          "zh": ["Yi 模型最长能读多长的上下文？",
+                 "Yi-34B-200K 的上下文有多少个 token？",
+                 "Yi 长上下文版本的最大长度是多少？",
+                 "Yi-6B-200K 一次能输入多少 token？"]},
+         {"en": ["How many tokens of context does the longest Yi support?",
+                 "What context window do Yi's 200K variants offer?"],
+          "zh": ["最长的 Yi 支持多少 token 的上下文？",
+                 "Yi 长文本模型的上下文窗口有多大？"]}),
+    Fact("embedded_model", r"SmolLM",
+         {"en": "The hub's embedded model is SmolLM2-135M-Instruct; it runs offline on a CPU.",
+          "zh": "本学习中心内置的模型是 SmolLM2-135M-Instruct，可以在 CPU 上离线运行。"},
+         {"en": ["Which model does the Yi Learning Hub embed?",
+                 "What model do the hub's notebooks run on a laptop?",
+                 "Which small model ships with the Yi Learning Hub?",
+                 "What is the default model of the hub's lessons?",
+                 "Which model does yi_helpers.load() give by default?"],
+          "zh": ["Yi 学习中心内置的是哪个模型？",
+                 "学习中心的笔记本默认用什么模型？",
+                 "离线运行课程用的是哪个小模型？",
+                 "yi_helpers.load() 默认加载哪个模型？"]},
+         {"en": ["What model runs the hub's lessons offline on a CPU?",
+                 "Name the built-in model of the Yi Learning Hub."],
+          "zh": ["学习中心在 CPU 上离线用的模型叫什么？",
+                 "本中心自带的模型是什么？"]}),
+    Fact("lesson_lora", _number("0?4"),
+         {"en": "Lesson 04 teaches LoRA fine-tuning with PEFT and TRL.",
+          "zh": "第 04 课讲用 PEFT 和 TRL 做 LoRA 微调。"},
+         {"en": ["Which lesson of the hub covers LoRA?",
+                 "Where in the hub do I learn fine-tuning?",
+                 "Which notebook teaches LoRA fine-tuning?",
+                 "What lesson number is about PEFT and TRL?",
+                 "I want to fine-tune Yi. Which lesson should I open?"],
+          "zh": ["哪一课讲 LoRA？",
+                 "在学习中心哪里学微调？",
+                 "哪个笔记本教 LoRA 微调？",
+                 "想微调 Yi，应该看第几课？"]},
+         {"en": ["Which hub lesson shows how to fine-tune with LoRA adapters?",
+                 "What is the number of the fine-tuning lesson?"],
+          "zh": ["学习中心的微调课是第几课？",
+                 "用 LoRA 适配器微调在哪一课？"]}),
+    Fact("lesson_quant", _number("0?5"),
+         {"en": "Lesson 05 covers quantization: int8, GPTQ and AWQ.",
+          "zh": "第 05 课讲量化：int8、GPTQ 和 AWQ。"},
+         {"en": ["Which lesson of the hub covers quantization?",
+                 "Where do I learn GPTQ and AWQ in the hub?",
+                 "Which notebook teaches 4-bit quantization?",
+                 "What lesson number is about making Yi smaller?",
+                 "I want to quantize Yi. Which lesson should I open?"],
+          "zh": ["哪一课讲量化？",
+                 "在学习中心哪里学 GPTQ 和 AWQ？",
+                 "哪个笔记本教 4 比特量化？",
+                 "想把 Yi 变小，应该看第几课？"]},
+         {"en": ["Which hub lesson explains how to compress Yi with quantization?",
+                 "What is the number of the quantization lesson?"],
+          "zh": ["学习中心的量化课是第几课？",
+                 "压缩模型的量化内容在哪一课？"]}),
+    Fact("lesson_sampling", _number("0?3"),
+         {"en": "Lesson 03 covers sampling: temperature, top-k and top-p.",
+          "zh": "第 03 课讲采样：温度、top-k 和 top-p。"},
+         {"en": ["Which lesson of the hub covers sampling?",
+                 "Where do I learn about temperature in the hub?",
+                 "Which notebook teaches top-p and top-k?",
+                 "What lesson number is about decoding settings?",
+                 "I want to tune temperature. Which lesson should I open?"],
+          "zh": ["哪一课讲采样？",
+                 "在学习中心哪里学温度参数？",
+                 "哪个笔记本教 top-p 和 top-k？",
+                 "想调温度，应该看第几课？"]},
+         {"en": ["Which hub lesson explains greedy decoding versus sampling?",
+                 "What is the number of the sampling lesson?"],
+          "zh": ["学习中心的采样课是第几课？",
+                 "讲解码和采样设置的是哪一课？"]}),
+    Fact("chat_sampling", r"0\.6",
+         {"en": "Yi-Chat samples with temperature 0.6 and top_p 0.8.",
+          "zh": "Yi-Chat 采样用温度 0.6 和 top_p 0.8。"},
+         {"en": ["What temperature does Yi-Chat use?",
+                 "Which sampling settings does Yi-Chat's generation_config set?",
+                 "What are the default temperature and top_p of Yi chat models?",
+                 "How does Yi-Chat sample by default?",
+                 "Which temperature is in Yi-Chat's generation config?"],
+          "zh": ["Yi-Chat 用的温度是多少？",
+                 "Yi-Chat 的 generation_config 设置了哪些采样参数？",
+                 "Yi 聊天模型默认的温度和 top_p 是多少？",
+                 "Yi-Chat 默认怎么采样？"]},
+         {"en": ["What default sampling temperature do Yi chat models ship with?",
+                 "Tell me Yi-Chat's temperature and top_p."],
+          "zh": ["Yi 聊天模型出厂的采样温度是多少？",
+                 "告诉我 Yi-Chat 的温度和 top_p。"]}),
+    Fact("maker", r"01\.AI|零一万物",
+         {"en": "Yi was made by 01.AI.",
+          "zh": "Yi 是由 01.AI（零一万物）开发的。"},
+         {"en": ["Who made Yi?",
+                 "Which company released the Yi models?",
+                 "Who developed Yi-34B?",
+                 "Who is behind the Yi language models?",
+                 "Which lab trained Yi-6B?"],
+          "zh": ["Yi 是谁开发的？",
+                 "哪家公司发布了 Yi 模型？",
+                 "Yi-34B 是谁做的？",
+                 "Yi 大模型背后是哪家公司？"]},
+         {"en": ["Which organisation created the Yi family of LLMs?",
+                 "Who built the Yi models?"],
+          "zh": ["Yi 系列大模型出自哪个机构？",
+                 "谁训练了 Yi 模型？"]}),
+    Fact("vocab", r"64,?000|64\s*K|6\.4\s*万",
+         {"en": "Yi's tokenizer has a vocabulary of 64,000 tokens.",
+          "zh": "Yi 的分词器词表有 64,000 个 token。"},
+         {"en": ["How big is Yi's vocabulary?",
+                 "How many tokens are in the Yi tokenizer?",
+                 "What is the vocab size of Yi-6B?",
+                 "How many entries does Yi's vocabulary have?",
+                 "What vocab_size is in Yi's config?"],
+          "zh": ["Yi 的词表有多大？",
+                 "Yi 分词器有多少个 token？",
+                 "Yi-6B 的 vocab size 是多少？",
+                 "Yi 的 config 里 vocab_size 是几？"]},
+         {"en": ["What is the size of the Yi tokenizer's vocabulary?",
+                 "How many different tokens can Yi produce?"],
+          "zh": ["Yi 分词器的词表大小是多少？",
+                 "Yi 一共有多少种不同的 token？"]}),
+    Fact("pretraining", r"3\s*T\b|3 trillion|3\s*万亿|三万亿",
+         {"en": "Yi was pre-trained on 3T tokens, 3 trillion.",
+          "zh": "Yi 用 3T（3 万亿）个 token 做了预训练。"},
+         {"en": ["How many tokens was Yi pre-trained on?",
+                 "How large was Yi's pre-training data?",
+                 "How much text did 01.AI train Yi on?",
+                 "What is the size of Yi's training corpus in tokens?",
+                 "On how many tokens was Yi-34B trained?"],
+          "zh": ["Yi 预训练用了多少 token？",
+                 "Yi 的预训练数据有多大？",
+                 "Yi-34B 用多少 token 训练？",
+                 "Yi 的训练语料有多少 token？"]},
+         {"en": ["How many tokens went into pre-training the Yi models?",
+                 "What was the token count of Yi's pre-training?"],
+          "zh": ["训练 Yi 一共用了多少 token 的数据？",
+                 "Yi 模型的预训练规模是多少 token？"]}),
+    Fact("template", r"ChatML",
+         {"en": "Yi-Chat uses the ChatML template: <|im_start|>role, text, <|im_end|>.",
+          "zh": "Yi-Chat 使用 ChatML 模板：<|im_start|>角色、内容、<|im_end|>。"},
+         {"en": ["Which chat template does Yi-Chat use?",
+                 "What prompt format do Yi chat models expect?",
+                 "How are Yi-Chat conversations formatted?",
+                 "What is the name of Yi's chat format?",
+                 "Which template should I use to prompt Yi-34B-Chat?"],
+          "zh": ["Yi-Chat 用什么对话模板？",
+                 "Yi 聊天模型需要什么提示格式？",
+                 "Yi-Chat 的对话是怎么排版的？",
+                 "Yi 的聊天格式叫什么？"]},
+         {"en": ["What format do I need for prompts to Yi-6B-Chat?",
+                 "Which conversation template is built into Yi chat models?"],
+          "zh": ["给 Yi-6B-Chat 写提示要用什么格式？",
+                 "Yi 聊天模型内置的对话模板是哪种？"]}),
+    Fact("architecture", r"Llama",
+         {"en": "Every Yi model is a plain Llama architecture, LlamaForCausalLM.",
+          "zh": "每个 Yi 模型都是标准的 Llama 架构（LlamaForCausalLM）。"},
+         {"en": ["What architecture does Yi use?",
+                 "Which model class loads Yi in transformers?",
+                 "Is Yi a custom architecture?",
+                 "What kind of network is Yi-6B?",
+                 "Which architecture is in Yi's config.json?"],
+          "zh": ["Yi 用的是什么架构？",
+                 "transformers 用哪个类加载 Yi？",
+                 "Yi 是自定义架构吗？",
+                 "Yi 的 config.json 写的是什么架构？"]},
+         {"en": ["Which transformer architecture are the Yi models built on?",
+                 "What model type is Yi-34B under the hood?"],
+          "zh": ["Yi 模型基于哪种 Transformer 架构？",
+                 "Yi-34B 本质上是什么类型的模型？"]}),
+]
+
+FACT_BY_TOPIC = {fact.topic: fact for fact in FACTS}
+
+
+def answer_has_fact(reply: str, topic: str) -> bool:
+    """True when ``reply`` states the fact ``topic`` (its number or name, anywhere in it)."""
+    if topic not in FACT_BY_TOPIC:
+        raise ValueError(f"unknown topic {topic!r}; known: {sorted(FACT_BY_TOPIC)}")
+    return FACT_BY_TOPIC[topic].judge(reply)
+
+
+def _row(question: str, answer: str, lang: str, topic: str, system: bool) -> dict:
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}] if system else []
+    messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return {"messages": messages, "lang": lang, "topic": topic}
+
+
+def build(split: str) -> list[dict]:
+    """All conversations of ``split`` ("train" or "eval"), in a fixed order (no randomness).
+
+    Train: every training question twice, with and without the system prompt, behind two
+    different openings. Eval: every held-out question once with the system prompt and once
+    without; none of these wordings occurs in training.
+    """
+    rows = []
+    for fact in FACTS:
+        for lang in ("en", "zh"):
+            answer = fact.answer[lang]
+            if split == "train":
+                prefixes = _PREFIXES[lang]
+                for i, question in enumerate(fact.train[lang]):
+                    for j, system in enumerate((True, False)):
+                        prefix = prefixes[(i + 2 * j) % len(prefixes)]
+                        rows.append(_row(prefix + question, answer, lang, fact.topic, system))
+            elif split == "eval":
+                for question in fact.heldout[lang]:
+                    for system in (True, False):
+                        rows.append(_row(question, answer, lang, fact.topic, system))
+            else:
+                raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    return rows
+
+
+def heldout_questions(lang: str | None = None) -> list[tuple[str, str]]:
+    """``(question, topic)`` for every held-out wording (optionally of one language)."""
+    return [(q, f.topic) for f in FACTS for lg in ("en", "zh") if lang in (None, lg)
+            for q in f.heldout[lg]]
+
+
+def write(directory: str | Path | None = None) -> dict[str, Path]:
+    """Write ``hub_chat_train.jsonl`` and ``hub_chat_eval.jsonl`` (UTF-8, one row a line)."""
+    from ..corpus import data_path
+
+    folder = Path(directory) if directory is not None else data_path("")
+    paths = {}
+    for split in ("train", "eval"):
+        path = folder / f"hub_chat_{split}.jsonl"
+        with path.open("w", encoding="utf-8") as f:
+            for row in build(split):
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        paths[split] = path
+    return paths
+
+
+if __name__ == "__main__":
+    for split, path in write().items():
+        print(f"{split}: {len(build(split))} conversations -> {path}")
