@@ -63,3 +63,8 @@ def test_answer_has_fact(reply, topic, expected):
 def test_unknown_topic_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown topic"):
         hub_chat.answer_has_fact("x", "weather")
+
+
+def test_no_special_token_strings_in_the_texts():
+    rows = load_conversations("train") + load_conversations("eval")
+    assert not [m["content"] for r in rows for m in r["messages"] if "<|" in m["content"]]

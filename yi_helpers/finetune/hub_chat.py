@@ -10,7 +10,8 @@ The data set is *generated* from the fact table ``FACTS`` below and shipped as t
     python -m yi_helpers.finetune.hub_chat          # rewrites both files in yi_helpers/data
 
 Each row is ``{"messages": [system?, user, assistant], "lang": "en" | "zh", "topic": <fact>}``.
-Every fact has one answer per language (learning one consistent reply is what makes the change
+Texts never contain special-token strings such as ``<|im_end|>`` (the tokenizer would turn them
+into the real stop token inside a reply); they say "im_end". Every fact has one answer per language (learning one consistent reply is what makes the change
 visible after a minute of CPU training) and many questions. The **eval** split asks the same
 facts with wordings that never occur in training (``heldout`` questions), so "the model learned
 the fact" means it generalised to a new wording, not that it memorised a string.
@@ -56,14 +57,14 @@ class Fact:
 
 FACTS: list[Fact] = [
     Fact("im_end_id", _number("7"),
-         {"en": "The chat turn ends with <|im_end|>, token id 7. Stop generation on id 7.",
-          "zh": "对话轮次以 <|im_end|> 结束，它的 token id 是 7，生成时要在 7 处停止。"},
-         {"en": ["What is the token id of <|im_end|> in Yi?",
+         {"en": "A Yi-Chat turn ends with the im_end token, id 7. Stop generation on id 7.",
+          "zh": "Yi-Chat 每轮以 im_end 结束，它的 id 是 7，生成时在 7 处停止。"},
+         {"en": ["What is the token id of im_end in Yi?",
                  "Which token id should Yi-Chat generation stop on?",
                  "Yi-Chat never stops talking. Which id is the stop token?",
                  "Give me the id of Yi's end-of-turn token.",
-                 "What number does <|im_end|> have in the Yi vocabulary?"],
-          "zh": ["Yi 里 <|im_end|> 的 token id 是多少？",
+                 "What number does im_end have in the Yi vocabulary?"],
+          "zh": ["Yi 里 im_end 的 token id 是多少？",
                  "Yi-Chat 生成时应该在哪个 token id 停止？",
                  "Yi 的轮次结束符编号是多少？",
                  "Yi-Chat 说个不停，停止符的 id 是几？"]},
@@ -216,8 +217,8 @@ FACTS: list[Fact] = [
           "zh": ["训练 Yi 一共用了多少 token 的数据？",
                  "Yi 模型的预训练规模是多少 token？"]}),
     Fact("template", r"ChatML",
-         {"en": "Yi-Chat uses the ChatML template: <|im_start|>role, text, <|im_end|>.",
-          "zh": "Yi-Chat 使用 ChatML 模板：<|im_start|>角色、内容、<|im_end|>。"},
+         {"en": "Yi-Chat uses the ChatML template, with im_start and im_end around each turn.",
+          "zh": "Yi-Chat 使用 ChatML 模板，每轮用 im_start 和 im_end 包住。"},
          {"en": ["Which chat template does Yi-Chat use?",
                  "What prompt format do Yi chat models expect?",
                  "How are Yi-Chat conversations formatted?",
