@@ -1,4 +1,9 @@
-"""`python -m yi_helpers.finetune` run for real in two processes (`accelerate launch --cpu`)."""
+"""`python -m yi_helpers.finetune` run for real in two CPU processes under `accelerate launch`.
+
+`accelerate launch --cpu --num_processes 2` starts *one* process unless MPI (`mpirun`) is
+installed; `--multi_gpu --num_processes 2` starts two through torchrun, and with `device: cpu`
+they train on the CPU over gloo (accelerate's MULTI_CPU mode).
+"""
 
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ def test_accelerate_two_processes_train_and_write_one_adapter(tiny_model_dir, tm
                    "progress_bar: false\n")
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "yi_helpers.finetune", "--config", str(cfg)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -364,8 +364,8 @@ def training_arguments(cfg: FinetuneConfig, rt: Runtime, checkpoint_dir: Path):
         seed=cfg.seed, data_seed=cfg.seed, report_to="none", disable_tqdm=True,
         use_cpu=not cuda, bf16=cuda and rt.dtype == "bfloat16",
         fp16=cuda and rt.dtype == "float16",
-        gradient_checkpointing=rt.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing=rt.gradient_checkpointing,  # transformers 5 name
+        activation_checkpointing_kwargs={"use_reentrant": False},
         remove_unused_columns=False, dataloader_num_workers=0,
         ddp_find_unused_parameters=False, save_only_model=False,
     )
