@@ -146,6 +146,14 @@ def add_lora(model, cfg: FinetuneConfig | None = None, *, quantized: bool = Fals
     return get_peft_model(model, lora_config(cfg))
 
 
+def load_adapter(base_model, adapter_dir: str | Path):
+    """A saved LoRA adapter put on ``base_model`` (peft ``PeftModel``, inference mode)."""
+    from peft import PeftModel
+
+    _peft_without_broken_gptqmodel()
+    return PeftModel.from_pretrained(base_model, str(adapter_dir))
+
+
 def trainable_share(model) -> tuple[int, int, float]:
     """``(trainable, total, percent)`` parameters (peft's count for a peft model: it counts
     4-bit packed weights as the parameters they hold; shared tensors once)."""
