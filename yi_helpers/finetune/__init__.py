@@ -1,0 +1,19 @@
+"""Lesson 04: LoRA fine-tuning on chat data, from one CPU to many GPUs.
+
+``python -m yi_helpers.finetune --config <yaml>`` runs a training (alone or under
+``accelerate launch``). Submodules:
+
+- ``hub_chat``: the hub's bilingual chat data set (facts about the hub and Yi) and its generator
+- ``data``: the original Yi ``Human:/Assistant:`` format converted; assistant-only labels
+- ``config``: ``FinetuneConfig`` and the YAML loader (checked before any model loads)
+- ``train``: LoRA with peft and transformers' ``Trainer``, resume, atomic adapter saving
+- ``evaluate``: greedy replies to held-out questions, judged per fact
+- ``memory``: memory to fine-tune Yi (full bf16, LoRA bf16, QLoRA 4-bit), LoRA's share
+"""
+
+import logging
+
+# peft imports torchao, which logs two harmless "Failed to load <path>/_C_*.so" lines (CUDA-only
+# kernels) and torch warnings about Enum registration: keep them out of lesson outputs.
+logging.getLogger("torchao").setLevel(logging.ERROR)
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
