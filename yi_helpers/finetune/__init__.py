@@ -17,3 +17,9 @@ import logging
 # kernels) and torch warnings about Enum registration: keep them out of lesson outputs.
 logging.getLogger("torchao").setLevel(logging.ERROR)
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+
+import warnings
+
+# peft asks transformers 5 for ``is_gradient_checkpointing`` (renamed ``is_activation_checkpointing``);
+# the FutureWarning names a site-packages path and is not the learner's to fix.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
