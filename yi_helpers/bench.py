@@ -385,6 +385,27 @@ def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
             "peak_mb": round(peak, 1), "peak_extra_mb": round(peak - before, 1)}
 
 
+def _tensor_nbytes(t) -> int:
+    """Bytes of a tensor, including quantized tensor subclasses (torchao keeps int8 data and
+    scales in inner tensors: ``__tensor_flatten__`` names them)."""
+    if hasattr(t, "__tensor_flatten__") and type(t) not in (torch.Tensor, torch.nn.Parameter):
+        names, _ = t.__tensor_flatten__()
+        return sum(_tensor_nbytes(getattr(t, n)) for n in names)
+    return t.numel() * t.element_size()
+
+
+def weight_bytes(model) -> int:
+    """Bytes of a model's parameters and buffers, shared tensors once, quantized ones as stored."""
+    seen: set[int] = set()
+    total = 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        total += _tensor_nbytes(t)
+    return total
+
+
 def kv_bytes_per_token(model) -> int:
     """Bytes of KV cache one token adds: 2 (K and V) × layers × KV heads × head size × bytes."""
     c = model.config
