@@ -20,6 +20,9 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 # deprecation about torchao's enums. Neither matters on a CPU; keep lesson outputs clean.
 logging.getLogger("torchao").setLevel(logging.ERROR)
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+# peft asks transformers 5 for ``is_gradient_checkpointing`` (renamed ``is_activation_checkpointing``);
+# the FutureWarning names a site-packages path and is not the learner's to fix.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 from .models import REGISTRY, estimate_memory, known_models, recommend, spec  # noqa: E402
 

@@ -10,16 +10,3 @@
 - ``evaluate``: greedy replies to held-out questions, judged per fact
 - ``memory``: memory to fine-tune Yi (full bf16, LoRA bf16, QLoRA 4-bit), LoRA's share
 """
-
-import logging
-
-# peft imports torchao, which logs two harmless "Failed to load <path>/_C_*.so" lines (CUDA-only
-# kernels) and torch warnings about Enum registration: keep them out of lesson outputs.
-logging.getLogger("torchao").setLevel(logging.ERROR)
-logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
-
-import warnings
-
-# peft asks transformers 5 for ``is_gradient_checkpointing`` (renamed ``is_activation_checkpointing``);
-# the FutureWarning names a site-packages path and is not the learner's to fix.
-warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
