@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import logging
 import os
 import re
 import statistics
@@ -493,11 +494,19 @@ def lm_eval_mc(pretrained: str | Path, lang: str = "en", *, shots: int = 0,
         (folder / f"{name}.yaml").write_text(text.replace("num_shots|int", str(shots)),
                                              encoding="utf-8")
         start = time.perf_counter()
-        results = lm_eval.simple_evaluate(
-            model="hf", model_args={"pretrained": str(pretrained), "dtype": dtype,
-                                    "device": device},
-            tasks=[name], task_manager=TaskManager(include_path=str(folder)),
-            num_fewshot=0, batch_size=batch_size, log_samples=True, verbosity="ERROR")
+        # The Yi team scored raw prompts, not chat-formatted ones, so the chat template is off on
+        # purpose; lm_eval warns about that with the model's local path: keep it out of lessons.
+        quiet = logging.getLogger("lm_eval.evaluator")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            results = lm_eval.simple_evaluate(
+                model="hf", model_args={"pretrained": str(pretrained), "dtype": dtype,
+                                        "device": device},
+                tasks=[name], task_manager=TaskManager(include_path=str(folder)),
+                num_fewshot=0, batch_size=batch_size, log_samples=True, verbosity="ERROR")
+        finally:
+            quiet.setLevel(level)
         seconds = time.perf_counter() - start
     samples = results["samples"][name]
     preds = {}
