@@ -166,28 +166,12 @@ def test_training_memory_orders_methods():
 
 # --- model-level (tiny Llama) -----------------------------------------------------------------
 
-@pytest.fixture()
-def tiny_dir(tmp_path, tok):
-    """A tiny Llama with the embedded tokenizer, saved as safetensors (loads in a second)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=256, tie_word_embeddings=True)
-    folder = tmp_path / "tiny"
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-def test_peft_share_matches_planner(tiny_dir):
+def test_peft_share_matches_planner(tiny_llama_dir):
     from yi_helpers import load
     from yi_helpers.finetune.train import add_lora, trainable_share
     from yi_helpers.models import spec_from_config
 
-    model, _ = load(str(tiny_dir), device="cpu")
+    model, _ = load(str(tiny_llama_dir), device="cpu")
     planned = memory.lora_parameters(spec_from_config(model.config), 4)
     peft_model = add_lora(model, FinetuneConfig(lora_r=4))
     trainable, total, percent = trainable_share(peft_model)
@@ -196,11 +180,11 @@ def test_peft_share_matches_planner(tiny_dir):
     assert 0 < percent < 100
 
 
-def test_atomic_save_leaves_old_adapter_or_none(tiny_dir, tmp_path):
+def test_atomic_save_leaves_old_adapter_or_none(tiny_llama_dir, tmp_path):
     from yi_helpers import load
     from yi_helpers.finetune.train import add_lora, save_adapter_atomically
 
-    model, tok = load(str(tiny_dir), device="cpu")
+    model, tok = load(str(tiny_llama_dir), device="cpu")
     model = add_lora(model, FinetuneConfig(lora_r=2))
     target = tmp_path / "out" / "adapter"
     save_adapter_atomically(model, target, tok)
@@ -218,10 +202,10 @@ def test_atomic_save_leaves_old_adapter_or_none(tiny_dir, tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["adapter"]
 
 
-def test_train_resumes_from_last_checkpoint(tiny_dir, tmp_path):
+def test_train_resumes_from_last_checkpoint(tiny_llama_dir, tmp_path):
     from yi_helpers.finetune.train import train
 
-    base = dict(model=str(tiny_dir), output_dir=str(tmp_path / "run"), batch_size=2,
+    base = dict(model=str(tiny_llama_dir), output_dir=str(tmp_path / "run"), batch_size=2,
                 eval_steps=2, save_steps=2, logging_steps=1, max_eval_rows=4, lora_r=2,
                 device="cpu", progress_bar=False)
     first = train(from_dict({**base, "max_steps": 2}))

@@ -18,29 +18,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
-def tiny_model_dir(tmp_path):
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from yi_helpers.embedded import prepare
-
-    tok = AutoTokenizer.from_pretrained(prepare(verbose=False))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=256, tie_word_embeddings=True)
-    folder = tmp_path / "tiny"
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.slow
-def test_accelerate_two_processes_train_and_write_one_adapter(tiny_model_dir, tmp_path):
+def test_accelerate_two_processes_train_and_write_one_adapter(tiny_llama_dir, tmp_path):
     out = tmp_path / "run"
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(f"model: {tiny_model_dir}\noutput_dir: {out}\nmax_steps: 3\nbatch_size: 2\n"
+    cfg.write_text(f"model: {tiny_llama_dir}\noutput_dir: {out}\nmax_steps: 3\nbatch_size: 2\n"
                    "eval_steps: 3\nsave_steps: 3\nmax_eval_rows: 4\nlora_r: 2\ndevice: cpu\n"
                    "progress_bar: false\n")
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",

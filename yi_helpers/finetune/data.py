@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..corpus import read_jsonl
 from ..chat import IM_END, default_template, ensure_pad_token, render, validate_messages
 
 IGNORE_INDEX = -100
@@ -69,13 +69,7 @@ def convert_yi_sft(source: str | Path | Iterable[str]) -> list[dict[str, Any]]:
     else:
         lines, where = source, ""
     rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}line {number}: not valid JSON ({exc.msg})") from exc
+    for number, row in read_jsonl(lines, where):
         try:
             if not isinstance(row, dict):
                 raise ValueError(f"expected a JSON object, got {type(row).__name__}")

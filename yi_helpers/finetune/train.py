@@ -173,32 +173,24 @@ def trainable_share(model) -> tuple[int, int, float]:
 def read_rows(path: str | None, split: str, data_format: str = "auto") -> list[dict]:
     """``{"messages": ...}`` rows from a JSONL file (``messages`` or original-Yi format), or the
     hub chat data set's ``split`` when ``path`` is None."""
-    from ..corpus import load_conversations
+    from ..corpus import load_conversations, read_jsonl
     from .data import convert_yi_sft
 
     if path is None:
         return load_conversations(split)
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    first = next((json.loads(line) for line in lines if line.strip()), None)
-    if first is None:
+    parsed = list(read_jsonl(Path(path).read_text(encoding="utf-8").splitlines(), f"{path} "))
+    if not parsed:
         raise ValueError(f"{path} has no rows")
     fmt = data_format
     if fmt == "auto":
+        first = parsed[0][1]
         fmt = "yi" if isinstance(first, dict) and "prompt" in first else "messages"
     if fmt == "yi":
         return convert_yi_sft(path)
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
+    for number, row in parsed:
         if not isinstance(row, dict) or "messages" not in row:
             raise ValueError(f"{path} line {number}: expected an object with a 'messages' list")
-        rows.append(row)
-    return rows
+    return [row for _, row in parsed]
 
 
 # --------------------------------------------------------------------------------------------
