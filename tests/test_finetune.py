@@ -219,3 +219,11 @@ def test_train_resumes_from_last_checkpoint(tiny_llama_dir, tmp_path):
     assert steps == [1, 2, 3, 4]  # the second run did not start over
     assert second.adapter_dir == first.adapter_dir
     assert not [p for p in second.adapter_dir.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_learned_count_counts_only_newly_right_answers():
+    from yi_helpers.finetune.evaluate import learned_count
+
+    before = [{"ok": False}, {"ok": True}, {"ok": False}, {"ok": True}]
+    after = [{"ok": True}, {"ok": True}, {"ok": False}, {"ok": False}]
+    assert learned_count(before, after) == 1
