@@ -109,6 +109,26 @@ def test_start_and_stop(fake):
     assert not log.exists()  # the temporary log is cleaned up
 
 
+def test_log_lines_waits_for_lines_written_after_the_answer(fake):
+    with S.serve(fake.folder) as server:
+        assert server.log_lines("fake server") == ["fake server up"]
+        assert server.log_lines("ValueError", expect=0) == []
+
+        def late_write():
+            time.sleep(0.5)
+            with open(server.log_path, "a", encoding="utf-8") as log:
+                log.write("Traceback (most recent call last):\nValueError: late\n")
+
+        writer = threading.Thread(target=late_write)
+        writer.start()
+        assert server.log_lines(("KeyError", "ValueError")) == []  # not written yet
+        assert server.log_lines(("KeyError", "ValueError"), expect=1, timeout=10) == ["ValueError: late"]
+        writer.join()
+        start = time.perf_counter()
+        assert server.log_lines("KeyError", expect=1, timeout=0.3) == []  # gives up, no error
+        assert time.perf_counter() - start < 2
+
+
 def test_stopped_even_when_the_block_raises(fake):
     with pytest.raises(KeyError):
         with S.serve(fake.folder):
@@ -297,6 +317,9 @@ def test_bad_requests_get_errors_and_the_server_stays_up(server):
                    "max_tokens": 4} | bad
         with pytest.raises(openai.InternalServerError):
             client.chat.completions.create(**request)
+    errors = server.log_lines(("KeyError", "ValueError"), expect=2)
+    assert errors[-2:] == ["KeyError: 'role'",
+                           "ValueError: `max_new_tokens` must be greater than 0, but is 0."]
     assert server.health()
     assert _ask(client, server.model, max_tokens=4).choices[0].message.content
 

@@ -203,6 +203,23 @@ class Server:
         """The end of the server's log, local paths redacted."""
         return redact_paths(tail(self.log_path, lines))
 
+    def log_lines(self, prefixes: str | tuple[str, ...], expect: int = 0, timeout: float = 10.0,
+                  poll_s: float = 0.1) -> list[str]:
+        """The log's lines that start with ``prefixes`` (local paths redacted).
+
+        A server answers a failed request (HTTP 500) first and writes the traceback just after,
+        so reading the log right after the answer can miss it: with ``expect=n`` this waits up to
+        ``timeout`` seconds for at least ``n`` such lines, then returns what is there.
+        """
+        deadline = time.perf_counter() + timeout
+        while True:
+            text = Path(self.log_path).read_text(encoding="utf-8", errors="replace") \
+                if Path(self.log_path).exists() else ""
+            found = [line for line in redact_paths(text).splitlines() if line.startswith(prefixes)]
+            if len(found) >= expect or time.perf_counter() > deadline:
+                return found
+            time.sleep(poll_s)
+
     def wait_ready(self, timeout: float = 120.0, poll_s: float = 0.2) -> float:
         """Block until ``/health`` answers; return the seconds waited.
 
