@@ -149,6 +149,28 @@ def test_measure_generation_record(tiny):
         bench.measure_generation(tiny, new_tokens=1)
 
 
+def test_static_cache_and_compiled_decode_give_the_same_tokens(tiny):
+    ids = torch.randint(3, tiny.config.vocab_size, (2, 8), generator=torch.Generator().manual_seed(1))
+    dynamic = bench.greedy_tokens(tiny, ids, 6)
+    assert dynamic.shape == (2, 6)
+    with torch.no_grad():  # the same tokens as transformers' own greedy generate
+        ref = tiny.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
+                            min_new_tokens=6, do_sample=False)[:, 8:]
+    assert torch.equal(dynamic, ref)
+    assert torch.equal(bench.greedy_tokens(tiny, ids, 6, static_cache=True), dynamic)
+    # backend="eager": torch.compile's graph capture without code generation (seconds, not minutes)
+    forward, seconds = bench.compile_decode(tiny, batch_size=2, prompt_len=8, new_tokens=6,
+                                            backend="eager")
+    assert seconds > 0
+    assert torch.equal(bench.greedy_tokens(tiny, ids, 6, static_cache=True, decode_forward=forward),
+                       dynamic)
+    r = bench.measure_generation(tiny, batch_size=2, prompt_len=8, new_tokens=6, repeats=2,
+                                 static_cache=True, decode_forward=forward, label="compiled")
+    assert r["cache"] == "static" and r["compiled"] is True and r["decode_tok_s"]["median"] > 0
+    plain = bench.measure_generation(tiny, prompt_len=8, new_tokens=3, repeats=1)
+    assert plain["cache"] == "dynamic" and plain["compiled"] is False
+
+
 def test_kv_bytes_and_roofline(tiny):
     c = tiny.config
     assert bench.kv_bytes_per_token(tiny) == 2 * c.num_hidden_layers * c.num_key_value_heads * 128 * 4
@@ -168,7 +190,8 @@ def test_peak_rss_reset():
 
 def _record():
     speed = {"label": "x", "dtype": "float32", "device": "cpu", "batch_size": 1, "prompt_len": 8,
-             "new_tokens": 4, "repeats": 3, "ttft_s": {}, "prefill_tok_s": {},
+             "new_tokens": 4, "repeats": 3, "cache": "dynamic", "compiled": False,
+             "ttft_s": {}, "prefill_tok_s": {},
              "decode_tok_s": {}, "decode_tok_s_total": {}, "peak_mb": 1.0, "peak_extra_mb": 0.5}
     mc = {"label": "fp32", "lang": "en", "shots": 0, "n": 4, "acc_ll": 0.5, "acc_gen": 0.25,
           "unparsed": 0, "per_subject": {}, "items": []}
@@ -189,13 +212,17 @@ def test_results_validate_and_round_trip(tmp_path):
     assert back["schema_version"] == bench.SCHEMA_VERSION
 
 
-@pytest.mark.parametrize("breaks", ["version", "missing", "type"])
+@pytest.mark.parametrize("breaks", ["version", "missing", "type", "bool_for_int", "str_for_bool"])
 def test_validate_rejects_bad_records(breaks, tmp_path):
     record = _record()
     if breaks == "version":
         record["schema_version"] = 99
     elif breaks == "missing":
         del record["speed"][0]["ttft_s"]
+    elif breaks == "bool_for_int":
+        record["mc"][0]["n"] = True
+    elif breaks == "str_for_bool":
+        record["speed"][0]["compiled"] = "no"
     else:
         record["mc"][0]["n"] = "four"
     with pytest.raises(ValueError):

@@ -33,7 +33,7 @@ import torch
 from .corpus import data_path
 from .gpu import _cache_kwarg, _sync
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: speed records name their KV cache ("dynamic" | "static") and "compiled"
 LETTERS = ("A", "B", "C", "D")
 LANGUAGES = ("en", "zh")
 
@@ -322,29 +322,49 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def _new_static_cache(model, max_len: int):
+    from transformers import StaticCache
+
+    return StaticCache(config=model.config, max_cache_len=max_len)
+
+
 @torch.no_grad()
-def _one_generation(model, ids: torch.Tensor, new_tokens: int) -> tuple[float, float]:
-    """(prefill seconds, decode seconds for new_tokens - 1 steps) of one greedy generation."""
+def _one_generation(model, ids: torch.Tensor, new_tokens: int, *, static_cache: bool = False,
+                    cache_len: int | None = None,
+                    decode_forward=None) -> tuple[float, float, torch.Tensor]:
+    """(prefill seconds, decode seconds for new_tokens - 1 steps, the generated token ids) of one
+    greedy generation. ``static_cache``: a preallocated ``StaticCache`` of ``cache_len`` slots
+    (fixed shapes, what torch.compile needs); ``decode_forward``: the callable for the decode
+    steps (for example ``torch.compile(model.forward)``), the prefill always runs ``model``."""
     device = ids.device
     key = _cache_kwarg(model)
+    batch, length = ids.shape
+    step = decode_forward or model
+    cache = _new_static_cache(model, cache_len or length + new_tokens) if static_cache else None
+    extra = {key: cache} if cache is not None else {}
     _sync(device)
     t0 = time.perf_counter()
-    out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+    positions = torch.arange(length, device=device).expand(batch, -1)
+    out = model(input_ids=ids, position_ids=positions, use_cache=True, logits_to_keep=1, **extra)
     nxt = out.logits[:, -1:].argmax(-1)
     _sync(device)
     t1 = time.perf_counter()
-    cache = _out_cache(out)
-    for _ in range(new_tokens - 1):
-        out = model(input_ids=nxt, use_cache=True, logits_to_keep=1, **{key: cache})
+    cache, tokens = _out_cache(out), [nxt]
+    for i in range(new_tokens - 1):
+        position = torch.full((batch, 1), length + i, device=device, dtype=torch.long)
+        out = step(input_ids=nxt, position_ids=position, use_cache=True, logits_to_keep=1,
+                   **{key: cache})
         cache = _out_cache(out)
         nxt = out.logits[:, -1:].argmax(-1)
+        tokens.append(nxt)
     _sync(device)
-    return t1 - t0, time.perf_counter() - t1
+    return t1 - t0, time.perf_counter() - t1, torch.cat(tokens, dim=1)
 
 
 def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
                        new_tokens: int = 16, repeats: int = 3, warmup: int = 1,
-                       label: str = "", seed: int = 0) -> dict:
+                       label: str = "", seed: int = 0, static_cache: bool = False,
+                       decode_forward=None) -> dict:
     """Time greedy generation: prefill (time to first token) and decode, with the KV cache.
 
     One forward pass over the prompt gives the first token (TTFT); each further token is one
@@ -353,6 +373,11 @@ def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
     (tokens per second per sequence) and ``decode_tok_s_total`` (× batch), and the peak memory:
     ``peak_mb`` (GPU allocated, or CPU RSS high-water) and ``peak_extra_mb`` (above the memory
     held before the run: activations and KV cache).
+
+    ``static_cache=True`` preallocates the KV cache for ``prompt_len + new_tokens`` tokens
+    instead of growing it; ``decode_forward`` replaces ``model`` for the decode steps (a
+    compiled forward: see :func:`compile_decode`). Both are written into the record
+    (``cache``, ``compiled``).
     """
     if new_tokens < 2:
         raise ValueError("new_tokens must be >= 2 (one prefill token, then decode steps)")
@@ -360,8 +385,10 @@ def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, model.config.vocab_size, (batch_size, prompt_len), generator=gen)
     ids = ids.to(device)
+    how = dict(static_cache=static_cache, cache_len=prompt_len + new_tokens,
+               decode_forward=decode_forward)
     for _ in range(warmup):
-        _one_generation(model, ids, min(new_tokens, 4))
+        _one_generation(model, ids, min(new_tokens, 4), **how)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device) / 2**20
@@ -370,7 +397,7 @@ def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
         before = rss_mb()
     prefill, decode = [], []
     for _ in range(repeats):
-        p, d = _one_generation(model, ids, new_tokens)
+        p, d, _tokens = _one_generation(model, ids, new_tokens, **how)
         prefill.append(p)
         decode.append(d)
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
@@ -379,11 +406,41 @@ def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     return {"label": label, "dtype": dtype, "device": device.type, "batch_size": batch_size,
             "prompt_len": prompt_len, "new_tokens": new_tokens, "repeats": repeats,
+            "cache": "static" if static_cache else "dynamic", "compiled": decode_forward is not None,
             "ttft_s": _stats(prefill),
             "prefill_tok_s": _stats([batch_size * prompt_len / t for t in prefill]),
             "decode_tok_s": _stats([steps / t for t in decode]),
             "decode_tok_s_total": _stats([batch_size * steps / t for t in decode]),
             "peak_mb": round(peak, 1), "peak_extra_mb": round(peak - before, 1)}
+
+
+def compile_decode(model, *, batch_size: int = 1, prompt_len: int = 128, new_tokens: int = 16,
+                   backend: str = "inductor", mode: str | None = None) -> tuple[Any, float]:
+    """``torch.compile`` the model's forward for decode steps with a static cache, and compile it
+    now: returns ``(compiled forward, compile seconds)``.
+
+    The compile happens on the first calls (one generation at these sizes), so its cost is
+    measured apart from the speed after it. ``dynamic=False``: one graph for these fixed shapes
+    (another batch size or cache length compiles again). ``backend="eager"`` checks the
+    mechanics in seconds without generating code (tests). On a CUDA GPU try
+    ``mode="reduce-overhead"`` (CUDA graphs).
+    """
+    forward = torch.compile(model.forward, backend=backend, mode=mode, dynamic=False)
+    device = next(model.parameters()).device
+    ids = torch.randint(3, model.config.vocab_size, (batch_size, prompt_len),
+                        generator=torch.Generator().manual_seed(0)).to(device)
+    start = time.perf_counter()
+    _one_generation(model, ids, new_tokens, static_cache=True, cache_len=prompt_len + new_tokens,
+                    decode_forward=forward)
+    return forward, time.perf_counter() - start
+
+
+def greedy_tokens(model, ids: torch.Tensor, new_tokens: int, *, static_cache: bool = False,
+                  decode_forward=None) -> torch.Tensor:
+    """The ``new_tokens`` greedy tokens that ``measure_generation`` times (to check that a faster
+    path computes the same thing)."""
+    return _one_generation(model, ids, new_tokens, static_cache=static_cache,
+                           decode_forward=decode_forward)[2]
 
 
 def _tensor_nbytes(t) -> int:
@@ -534,12 +591,12 @@ def results_record(*, machine: str, model: str, speed: list[dict] = (), roofline
             "comparison": list(comparison), "notes": list(notes)}
 
 
-#: The JSON schema (version 1): field → type, for every section. ``validate`` checks it.
+#: The JSON schema (version 2): field → type, for every section. ``validate`` checks it.
 SCHEMA: dict[str, Any] = {
     "schema_version": int, "created": str, "machine": str, "model": str,
     "bandwidth_gbs": (float, type(None)),
     "speed": {"label": str, "dtype": str, "device": str, "batch_size": int, "prompt_len": int,
-              "new_tokens": int, "repeats": int, "ttft_s": dict, "prefill_tok_s": dict,
+              "new_tokens": int, "repeats": int, "cache": str, "compiled": bool, "ttft_s": dict, "prefill_tok_s": dict,
               "decode_tok_s": dict, "decode_tok_s_total": dict, "peak_mb": float,
               "peak_extra_mb": float},
     "perplexity": {"label": str, "lang": str, "ppl": float, "tokens": int, "windows": int},
@@ -570,7 +627,7 @@ def validate(record: dict) -> None:
                     ok = ftype if isinstance(ftype, tuple) else (ftype,)
                     if ftype is float:
                         ok = (float, int)
-                    if not isinstance(row[field], ok) or isinstance(row[field], bool):
+                    if not isinstance(row[field], ok) or (isinstance(row[field], bool) and ftype is not bool):
                         raise ValueError(f"{key}[{i}].{field} should be {ftype}, got "
                                          f"{type(row[field]).__name__}")
         elif not isinstance(value, kind if isinstance(kind, tuple) else (kind,)):
