@@ -40,3 +40,24 @@ def tiny_llama_config():
     return LlamaConfig(vocab_size=64000, hidden_size=64, intermediate_size=172,
                        num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
                        max_position_embeddings=256, rope_theta=5e6, tie_word_embeddings=False)
+
+
+@pytest.fixture()
+def tiny_llama_dir(tmp_path):
+    """A tiny random Llama with the embedded tokenizer, saved as safetensors (loads in a second):
+    for tests that need a real model folder (training, adapters, several processes) but no
+    real behaviour."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from yi_helpers.embedded import prepare
+
+    tok = AutoTokenizer.from_pretrained(prepare(verbose=False))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, tie_word_embeddings=True)
+    folder = tmp_path / "tiny"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

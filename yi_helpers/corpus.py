@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Iterable, Iterator
 
 LANGUAGES = ("en", "zh")
 SPLITS = ("train", "eval")
@@ -36,12 +37,17 @@ def load_conversations(split: str = "train") -> list[dict]:
     path = data_path(f"hub_chat_{split}.jsonl")
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: reinstall yi_helpers (`make setup`)")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path.name} line {number}: not valid JSON ({exc})") from exc
-    return rows
+    return [row for _, row in read_jsonl(path.read_text(encoding="utf-8").splitlines(),
+                                         where=f"{path.name} ")]
+
+
+def read_jsonl(lines: Iterable[str], where: str = "") -> Iterator[tuple[int, object]]:
+    """``(line number, parsed row)`` for each non-blank JSONL line; invalid JSON is a
+    ``ValueError`` naming ``where`` (e.g. the file name) and the line number."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}line {number}: not valid JSON ({exc.msg})") from None

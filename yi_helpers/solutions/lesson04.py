@@ -1,0 +1,39 @@
+"""Solutions to the exercises of notebook 04 (LoRA fine-tuning)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from ..finetune.data import IGNORE_INDEX, tokenize_chat
+from ..finetune.memory import lora_share, training_memory
+from ..models import chat_models
+
+
+def attention_only_share(model: str, r: int = 8) -> float:
+    """Exercise 1: LoRA's share (percent) when only ``q_proj`` and ``v_proj`` are adapted (the
+    original LoRA paper's choice) with rank ``r``."""
+    return lora_share(model, r, ["q_proj", "v_proj"])
+
+
+def learned_fraction(tokenizer: Any, rows: Sequence[Mapping[str, Any]], *,
+                     template: Any = "yi") -> float:
+    """Exercise 2: the fraction of tokens that carry a label (the assistant's replies and their
+    ``<|im_end|>``); the rest (system, user, template) costs compute but teaches nothing."""
+    learned = total = 0
+    for row in rows:
+        labels = tokenize_chat(tokenizer, row["messages"], template=template)["labels"]
+        learned += sum(1 for label in labels if label != IGNORE_INDEX)
+        total += len(labels)
+    if total == 0:
+        raise ValueError("no tokens: pass at least one conversation")
+    return learned / total
+
+
+def largest_trainable(memory_gb: float, method: str = "qlora-4bit", **kwargs: Any) -> str | None:
+    """Exercise 3: the largest Yi chat model (16-bit releases) that ``method`` can fine-tune in
+    ``memory_gb`` of GPU memory, or ``None``."""
+    fitting = [s for s in chat_models() if s.quantization is None
+               and training_memory(s, method, **kwargs).total_gb <= memory_gb]
+    if not fitting:
+        return None
+    return max(fitting, key=lambda s: (s.num_parameters(), s.family == "Yi-1.5")).id
