@@ -50,6 +50,41 @@ def test_rtn_fewer_bits_more_error_and_bad_group():
         q.rtn_quantize(w, 4, 96)
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_with_uncorrelated_inputs_is_rtn(symmetric, act_order):
+    # H = identity: no other column can absorb a column's rounding error, so GPTQ = RTN
+    w = torch.randn(48, 128, generator=torch.Generator().manual_seed(0))
+    rtn, _ = q.rtn_quantize(w, 4, 32, symmetric=symmetric)
+    gptq = q.gptq_quantize_weight(w, torch.eye(128), 4, 32, symmetric=symmetric, act_order=act_order)
+    assert torch.allclose(gptq, rtn, atol=1e-6)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_lowers_the_output_error_on_its_calibration_inputs(symmetric, act_order):
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 256, generator=gen)
+    # correlated inputs with a few large channels, as in a real layer
+    x = torch.randn(2048, 32, generator=gen) @ torch.randn(32, 256, generator=gen)
+    x[:, :4] *= 10
+    x += 0.1 * torch.randn(2048, 256, generator=gen)
+    hessian = 2 * x.T @ x / len(x)
+    rtn, _ = q.rtn_quantize(w, 4, 64, symmetric=symmetric)
+    gptq = q.gptq_quantize_weight(w, hessian, 4, 64, symmetric=symmetric, act_order=act_order)
+    assert q.output_error(w, gptq, x) < 0.6 * q.output_error(w, rtn, x)
+    # every weight still sits on its group's grid: at most 16 distinct values per row and group
+    groups = gptq.reshape(64, 4, 64)
+    assert max(len(torch.unique(g)) for row in groups for g in row) <= 16
+
+
+def test_gptq_checks_shapes():
+    with pytest.raises(ValueError, match="hessian"):
+        q.gptq_quantize_weight(torch.zeros(4, 64), torch.eye(32))
+    with pytest.raises(ValueError, match="group_size"):
+        q.gptq_quantize_weight(torch.zeros(4, 96), torch.eye(96), group_size=64)
+
+
 def test_rtn_quantize_model_skips_embeddings(tiny_model):
     model, _ = tiny_model
     before = model.model.embed_tokens.weight.clone()
@@ -99,6 +134,9 @@ def test_calibration_texts_go_through_the_chat_template(embedded):
     texts = q.calibration_texts(tok, [conv, {"messages": conv}, "plain text"], n=10)
     assert texts[0] == texts[1] == render(conv, add_generation_prompt=False, template=tok)
     assert "<|im_start|>assistant\nHello!<|im_end|>" in texts[0] and texts[2] == "plain text"
+    default = q.calibration_texts(tok)  # the bilingual calibration set, through the template
+    assert len(default) == q.DEFAULT_CALIBRATION_SAMPLES == 32
+    assert sum("番茄" in t or "春节" in t for t in default) == 2 and all("<|im_start|>" in t for t in default)
     picked = q.calibration_texts(tok, [f"t{i}" for i in range(50)], n=5, seed=1)
     assert len(picked) == 5 and picked == q.calibration_texts(
         tok, [f"t{i}" for i in range(50)], n=5, seed=1)

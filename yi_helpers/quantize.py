@@ -42,7 +42,7 @@ BACKENDS = {"gptq": "gptqmodel", "awq": "gptqmodel", "int8-weight-only": "torcha
 #: AWQ concatenates calibration texts into blocks of this many tokens. Without it the short chat
 #: samples broke the embedded model (perplexity 12.7 -> 22.8, nonsense replies).
 AWQ_CONCAT_SIZE = 256
-DEFAULT_CALIBRATION_SAMPLES = 64
+DEFAULT_CALIBRATION_SAMPLES = 32
 
 
 class UnsupportedQuantizationError(ValueError):
@@ -86,6 +86,18 @@ def check_supported(method: str, bits: int, group_size: int = 128,
 # Round-to-nearest, by hand
 # ---------------------------------------------------------------------------------------------
 
+def _grid(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(step, zero point) per row for a group of columns ``w`` (rows x columns), as in
+    :func:`rtn_quantize`."""
+    levels = 2 ** bits - 1
+    if symmetric:
+        step = (2 * w.abs().amax(-1) / levels).clamp(min=1e-12)
+        return step, torch.full_like(step, 2 ** (bits - 1))
+    low, high = w.amin(-1), w.amax(-1)
+    step = ((high - low) / levels).clamp(min=1e-12)
+    return step, torch.round(-low / step)
+
+
 def rtn_quantize(weight: torch.Tensor, bits: int = 4, group_size: int = 64,
                  symmetric: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Group-wise round-to-nearest: ``(dequantized weight, step size per group)``.
@@ -104,14 +116,7 @@ def rtn_quantize(weight: torch.Tensor, bits: int = 4, group_size: int = 64,
         raise ValueError(f"group_size={group_size} does not divide the {cols} columns")
     levels = 2 ** bits - 1
     w = weight.detach().float().reshape(rows, cols // group_size, group_size)
-    if symmetric:
-        step = (2 * w.abs().amax(-1, keepdim=True) / levels).clamp(min=1e-12)
-        zero = torch.full_like(step, 2 ** (bits - 1))
-    else:
-        low = w.amin(-1, keepdim=True)
-        high = w.amax(-1, keepdim=True)
-        step = ((high - low) / levels).clamp(min=1e-12)
-        zero = torch.round(-low / step)
+    step, zero = (t.unsqueeze(-1) for t in _grid(w, bits, symmetric))
     q = torch.clamp(torch.round(w / step) + zero, 0, levels)
     deq = (q - zero) * step
     return deq.reshape(rows, cols).to(weight.dtype), step.squeeze(-1)
@@ -131,6 +136,72 @@ def rtn_quantize_model(model: Any, bits: int = 4, group_size: int = 64,
     return changed
 
 
+def gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4,
+                         group_size: int = 64, symmetric: bool = False, damp: float = 0.01,
+                         act_order: bool = True, block: int = 128) -> torch.Tensor:
+    """GPTQ (Frantar et al., 2022) on one weight matrix, written out to read: the dequantized
+    weight (fake quantization, the same grid as :func:`rtn_quantize`).
+
+    ``hessian`` is ``2 X^T X / n`` of the layer's inputs ``X`` (n tokens x in-features) on
+    calibration text. Columns are rounded one at a time; each column's rounding error is spread
+    over the columns not yet rounded through the inverse Hessian, so that the layer's *output*
+    ``X W^T`` on that text changes as little as possible. ``damp`` (a fraction of the mean
+    diagonal added to it) keeps the inverse stable and limits how far weights move for the
+    sake of the calibration text. ``act_order``: columns with the largest inputs first, each
+    group's grid fixed from the original weights beforehand (GPTQModel's ``act_group_aware``).
+    With uncorrelated inputs of equal size (``hessian`` = identity), no error can be
+    compensated and GPTQ gives exactly RTN's result.
+    """
+    if weight.dim() != 2 or hessian.shape != (weight.shape[1], weight.shape[1]):
+        raise ValueError(f"expected weight (out, in) and hessian (in, in), got "
+                         f"{tuple(weight.shape)} and {tuple(hessian.shape)}")
+    rows, cols = weight.shape
+    if cols % group_size:
+        raise ValueError(f"group_size={group_size} does not divide the {cols} columns")
+    W = weight.detach().float().clone()
+    H = hessian.detach().float().clone()
+    dead = torch.diag(H) == 0  # inputs that were always 0: their weights never matter
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    H += damp * torch.mean(torch.diag(H)) * torch.eye(cols)
+    levels = 2 ** bits - 1
+    order = torch.arange(cols)
+    if act_order:  # fixed grids per group, then the most active columns first
+        step, zero = _grid(W.reshape(rows, cols // group_size, group_size), bits, symmetric)
+        steps, zeros = step.repeat_interleave(group_size, 1), zero.repeat_interleave(group_size, 1)
+        order = torch.argsort(torch.diag(H), descending=True)
+        W, H = W[:, order], H[order][:, order]
+        steps, zeros = steps[:, order], zeros[:, order]
+    # upper Cholesky factor of H^-1: row i holds how column i's error spreads to later columns
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    Q = torch.zeros_like(W)
+    for start in range(0, cols, block):
+        end = min(start + block, cols)
+        W1, Hinv1 = W[:, start:end].clone(), Hinv[start:end, start:end]
+        errors = torch.zeros_like(W1)
+        for j in range(end - start):
+            i = start + j
+            if act_order:
+                step, zero = steps[:, i], zeros[:, i]
+            elif i % group_size == 0:  # the group's grid from its weights as updated so far
+                step, zero = _grid(W1[:, j:j + group_size], bits, symmetric)
+            w = W1[:, j]
+            q = (torch.clamp(torch.round(w / step) + zero, 0, levels) - zero) * step
+            Q[:, i] = q
+            errors[:, j] = (w - q) / Hinv1[j, j]
+            W1[:, j:] -= errors[:, j:j + 1] * Hinv1[j, j:].unsqueeze(0)
+        W[:, end:] -= errors @ Hinv[start:end, end:]  # the block's errors, to the later columns
+    if act_order:
+        Q = Q[:, torch.argsort(order)]
+    return Q.to(weight.dtype)
+
+
+def output_error(weight: torch.Tensor, quantized: torch.Tensor, inputs: torch.Tensor) -> float:
+    """Relative error of a layer's output: ``|X (Q - W)^T| / |X W^T|`` on inputs ``X``."""
+    x = inputs.reshape(-1, inputs.shape[-1]).float()
+    return float((x @ (quantized.float() - weight.float()).T).norm() / (x @ weight.float().T).norm())
+
+
 # ---------------------------------------------------------------------------------------------
 # Calibration data
 # ---------------------------------------------------------------------------------------------
@@ -139,14 +210,15 @@ def calibration_texts(tokenizer: Any, calibration: Any = None,
                       n: int = DEFAULT_CALIBRATION_SAMPLES, seed: int = 0) -> list[str]:
     """Calibration texts: chat-formatted through the tokenizer's chat template.
 
-    ``calibration`` is ``None`` (the hub's bilingual chat data set, ``load_conversations("train")``),
+    ``calibration`` is ``None`` (the hub's bilingual calibration set,
+    ``corpus.calibration_conversations()``: 32 conversations on everyday topics),
     or a list of strings, of conversations (lists of messages), or of ``{"messages": ...}`` rows.
     At most ``n`` samples are kept, drawn with ``seed``.
     """
     if calibration is None:
-        from .corpus import load_conversations
+        from .corpus import calibration_conversations
 
-        calibration = load_conversations("train")
+        calibration = calibration_conversations()
     if isinstance(calibration, (str, bytes)) or not isinstance(calibration, Sequence):
         raise ValueError("calibration must be a list of texts or conversations")
     items = list(calibration)
@@ -333,7 +405,12 @@ def _gptqmodel(folder: Path, tokenizer: Any, method: str, bits: int, group_size:
     else:
         config = QuantizeConfig(bits=bits, group_size=group_size, offload_to_disk=False)
         extra = {}
-    wrapper = GPTQModel.load(str(folder), config, device="cpu")
+    # GPTQ in float32 on the CPU: most of its time goes into the calibration forward passes,
+    # and bf16 matmuls are several times slower on CPUs without bf16 instructions (GPTQ 4-bit
+    # with 32 calibration conversations: 106 s in float32 here; bf16 took longer with a quarter
+    # of the tokens). AWQ stays in GPTQModel's default dtype: in float32 the process died.
+    dtype = {"dtype": torch.float32} if method == "gptq" else {}
+    wrapper = GPTQModel.load(str(folder), config, device="cpu", **dtype)
     wrapper.quantize(texts, tokenizer=tokenizer, **extra)
     model = eager(wrapper.model)
     model.eval()
