@@ -171,6 +171,18 @@ def test_static_cache_and_compiled_decode_give_the_same_tokens(tiny):
     assert plain["cache"] == "dynamic" and plain["compiled"] is False
 
 
+def test_break_even_tokens():
+    # 10 -> 20 tok/s saves 0.05 s per token: a 30 s compile is paid back after 600 tokens
+    assert bench.break_even_tokens(10.0, 20.0, 30.0) == pytest.approx(600.0)
+    assert bench.break_even_tokens(10.0, 20.0, 0.0) == 0.0
+    assert bench.break_even_tokens(15.0, 15.0, 30.0) is None  # no faster: never pays back
+    assert bench.break_even_tokens(15.0, 12.0, 30.0) is None  # slower
+    with pytest.raises(ValueError, match="speeds"):
+        bench.break_even_tokens(0.0, 20.0, 30.0)
+    with pytest.raises(ValueError):
+        bench.break_even_tokens(10.0, 20.0, -1.0)
+
+
 def test_kv_bytes_and_roofline(tiny):
     c = tiny.config
     assert bench.kv_bytes_per_token(tiny) == 2 * c.num_hidden_layers * c.num_key_value_heads * 128 * 4

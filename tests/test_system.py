@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -40,3 +44,17 @@ def test_artifact_dir_lives_in_the_hub_cache(tmp_path, monkeypatch):
     assert artifact_dir("lesson04-adapter") == tmp_path / "artifacts" / "lesson04-adapter"
     with pytest.raises(ValueError):
         artifact_dir("../escape")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gptqmodel") is None,
+                    reason="gptqmodel is not installed (make setup installs it)")
+def test_quiet_gptqmodel_banner_keeps_the_import_banner_out():
+    def run(code: str) -> str:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=300, check=True)
+        return done.stdout + done.stderr
+
+    assert "GPT-QModel" in run("import gptqmodel")  # the banner this helper is for
+    quiet = run("from yi_helpers.system import quiet_gptqmodel_banner\n"
+                "quiet_gptqmodel_banner()\nimport gptqmodel")
+    assert "GPT-QModel" not in quiet and "GIL is enabled" not in quiet

@@ -8,10 +8,7 @@ Modules are named for lesson topics: ``models`` (the Yi family and a memory plan
 ``yi_helpers.models`` and the others that need no model do not.
 """
 
-import contextlib
 import importlib
-import importlib.util
-import io
 import logging
 import warnings
 
@@ -23,14 +20,6 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 # deprecation about torchao's enums. Neither matters on a CPU; keep lesson outputs clean.
 logging.getLogger("torchao").setLevel(logging.ERROR)
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
-# gptqmodel (imported by peft when installed) logs a banner and a free-threading hint through
-# logbar's shared logger on import: noise in every lesson that loads an adapter. That logger
-# resets its level when first created, so create it now (quietly) and raise its level.
-if importlib.util.find_spec("logbar") is not None:
-    with contextlib.redirect_stdout(io.StringIO()):
-        from logbar import LogBar
-
-        LogBar.shared().setLevel(logging.ERROR)
 # peft asks transformers 5 for ``is_gradient_checkpointing`` (renamed ``is_activation_checkpointing``);
 # the FutureWarning names a site-packages path and is not the learner's to fix.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

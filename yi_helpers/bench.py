@@ -322,10 +322,12 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def _new_static_cache(model, max_len: int):
-    from transformers import StaticCache
-
-    return StaticCache(config=model.config, max_cache_len=max_len)
+def _random_prompt(model, batch_size: int, prompt_len: int, seed: int = 0) -> torch.Tensor:
+    """Random token ids (``batch_size`` × ``prompt_len``, ids from 3 up: no special tokens at the
+    start of the vocabulary), seeded, on the model's device: timing needs no real text."""
+    ids = torch.randint(3, model.config.vocab_size, (batch_size, prompt_len),
+                        generator=torch.Generator().manual_seed(seed))
+    return ids.to(next(model.parameters()).device)
 
 
 @torch.no_grad()
@@ -340,7 +342,11 @@ def _one_generation(model, ids: torch.Tensor, new_tokens: int, *, static_cache: 
     key = _cache_kwarg(model)
     batch, length = ids.shape
     step = decode_forward or model
-    cache = _new_static_cache(model, cache_len or length + new_tokens) if static_cache else None
+    cache = None
+    if static_cache:
+        from transformers import StaticCache
+
+        cache = StaticCache(config=model.config, max_cache_len=cache_len or length + new_tokens)
     extra = {key: cache} if cache is not None else {}
     _sync(device)
     t0 = time.perf_counter()
@@ -382,9 +388,7 @@ def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
     if new_tokens < 2:
         raise ValueError("new_tokens must be >= 2 (one prefill token, then decode steps)")
     device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, model.config.vocab_size, (batch_size, prompt_len), generator=gen)
-    ids = ids.to(device)
+    ids = _random_prompt(model, batch_size, prompt_len, seed)
     how = dict(static_cache=static_cache, cache_len=prompt_len + new_tokens,
                decode_forward=decode_forward)
     for _ in range(warmup):
@@ -426,13 +430,26 @@ def compile_decode(model, *, batch_size: int = 1, prompt_len: int = 128, new_tok
     ``mode="reduce-overhead"`` (CUDA graphs).
     """
     forward = torch.compile(model.forward, backend=backend, mode=mode, dynamic=False)
-    device = next(model.parameters()).device
-    ids = torch.randint(3, model.config.vocab_size, (batch_size, prompt_len),
-                        generator=torch.Generator().manual_seed(0)).to(device)
+    ids = _random_prompt(model, batch_size, prompt_len)
     start = time.perf_counter()
     _one_generation(model, ids, new_tokens, static_cache=True, cache_len=prompt_len + new_tokens,
                     decode_forward=forward)
     return forward, time.perf_counter() - start
+
+
+def break_even_tokens(base_tok_s: float, faster_tok_s: float, extra_s: float) -> float | None:
+    """Generated tokens after which a one-time cost of ``extra_s`` seconds (a compile) is paid
+    back by decoding at ``faster_tok_s`` instead of ``base_tok_s``; ``None`` when the faster
+    path saves nothing (it never pays back).
+
+    Each token saves ``1/base - 1/faster`` seconds, so the break-even is ``extra_s`` divided by
+    that saving. Example: 10 → 20 tok/s saves 0.05 s a token: a 30 s compile pays back after
+    600 tokens.
+    """
+    if base_tok_s <= 0 or faster_tok_s <= 0 or extra_s < 0:
+        raise ValueError("speeds must be > 0 tokens/s and the extra time >= 0 s")
+    saved = 1 / base_tok_s - 1 / faster_tok_s
+    return extra_s / saved if saved > 0 else None
 
 
 def greedy_tokens(model, ids: torch.Tensor, new_tokens: int, *, static_cache: bool = False,

@@ -84,13 +84,17 @@ def redact_paths(text: str) -> str:
     return _PATH.sub(lambda m: f"…/{m.group(1)}", text)
 
 
-def tail(path: str | os.PathLike, lines: int = 15) -> str:
-    """The last ``lines`` lines of a text file ('' when it does not exist)."""
+def _read_log(path: str | os.PathLike) -> str:
+    """A log file's text ('' when it does not exist (yet) or cannot be read)."""
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        return Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def tail(path: str | os.PathLike, lines: int = 15) -> str:
+    """The last ``lines`` lines of a text file ('' when it does not exist)."""
+    return "\n".join(_read_log(path).rstrip("\n").splitlines()[-lines:])
 
 
 # ---------------------------------------------------------------- the server
@@ -213,9 +217,8 @@ class Server:
         """
         deadline = time.perf_counter() + timeout
         while True:
-            text = Path(self.log_path).read_text(encoding="utf-8", errors="replace") \
-                if Path(self.log_path).exists() else ""
-            found = [line for line in redact_paths(text).splitlines() if line.startswith(prefixes)]
+            found = [line for line in redact_paths(_read_log(self.log_path)).splitlines()
+                     if line.startswith(prefixes)]
             if len(found) >= expect or time.perf_counter() > deadline:
                 return found
             time.sleep(poll_s)

@@ -54,6 +54,27 @@ def progress(iterable=None, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
+def quiet_gptqmodel_banner() -> None:
+    """Keep gptqmodel's import banner out of lesson outputs (call before anything imports it).
+
+    gptqmodel (imported by peft when an adapter is added or loaded, and by lesson 05's
+    quantizer) logs a banner and a free-threading hint through logbar's shared logger on
+    import. That logger resets its level when first created, so create it here, quietly, and
+    raise its level. Nothing happens when logbar is not installed.
+    """
+    import contextlib
+    import importlib.util
+    import io
+    import logging
+
+    if importlib.util.find_spec("logbar") is None:
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        from logbar import LogBar
+
+        LogBar.shared().setLevel(logging.ERROR)
+
+
 def artifact_dir(name: str) -> "Path":
     """Folder where a lesson leaves something a later lesson can reuse (an adapter, a quantized
     model): ``<hub cache>/artifacts/<name>`` (``$YI_HUB_CACHE`` moves the cache). Not created."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..system import quiet_gptqmodel_banner
 from .config import FinetuneConfig
 
 
@@ -118,7 +119,9 @@ def _peft_without_broken_gptqmodel() -> None:
     environment, for lesson 05), peft 0.21's check ``is_gptqmodel_available()`` *raises*
     ImportError while dispatching every LoRA layer, so no adapter can be added at all. When the
     check raises, peft cannot use gptqmodel anyway: make its two LoRA dispatchers see it as
-    absent. Nothing changes where the check works."""
+    absent. Nothing changes where the check works. The check imports gptqmodel: its import
+    banner is kept out of lesson outputs first."""
+    quiet_gptqmodel_banner()
     try:
         from peft.import_utils import is_gptqmodel_available
 
