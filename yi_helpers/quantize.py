@@ -382,6 +382,9 @@ def _import_gptqmodel():
     # GPTQModel sizes its CPU worker pool at import; on a 2-core machine its own default fails
     # ("requests 2 workers but parent 'cpu' only has 1").
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(2, os.cpu_count() or 1))))
+    from .system import quiet_gptqmodel_banner
+
+    quiet_gptqmodel_banner()
     import gptqmodel
 
     return gptqmodel
