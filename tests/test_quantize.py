@@ -78,6 +78,24 @@ def test_gptq_lowers_the_output_error_on_its_calibration_inputs(symmetric, act_o
     assert max(len(torch.unique(g)) for row in groups for g in row) <= 16
 
 
+def test_awq_scales_protect_the_large_input_channels():
+    gen = torch.Generator().manual_seed(0)
+    w1, w2 = torch.randn(32, 128, generator=gen), torch.randn(48, 128, generator=gen)
+    x = torch.randn(1024, 128, generator=gen)
+    x[:, :3] *= 30  # a few salient input channels, as in real layers
+    scales, a, (q1, q2) = q.awq_scales([w1, w2], x, 4, 64)
+    assert scales.shape == (128,) and 0 < a <= 1 and scales[:3].min() > scales[3:].max()
+    rtn = [q.rtn_quantize(w, 4, 64)[0] for w in (w1, w2)]
+    awq_err = q.output_error(w1, q1, x) + q.output_error(w2, q2, x)
+    rtn_err = q.output_error(w1, rtn[0], x) + q.output_error(w2, rtn[1], x)
+    assert awq_err < 0.8 * rtn_err
+    # uniform inputs: nothing to protect, a = 0 (plain RTN) is as good as any scale
+    _, _, (flat,) = q.awq_scales([w1], torch.ones(16, 128))
+    assert q.output_error(w1, flat, torch.ones(16, 128)) <= q.output_error(w1, rtn[0], torch.ones(16, 128)) + 1e-6
+    with pytest.raises(ValueError, match="input features"):
+        q.awq_scales([w1], torch.randn(4, 64))
+
+
 def test_gptq_checks_shapes():
     with pytest.raises(ValueError, match="hessian"):
         q.gptq_quantize_weight(torch.zeros(4, 64), torch.eye(32))
