@@ -50,6 +50,34 @@ def test_rtn_fewer_bits_more_error_and_bad_group():
         q.rtn_quantize(w, 4, 96)
 
 
+def test_rtn_codes_fit_in_bits_also_for_one_signed_groups():
+    w = torch.rand(4, 128, generator=torch.Generator().manual_seed(3)) + 0.5  # all positive
+    codes, zeros, steps = q.rtn_codes(w, bits=4, group_size=64)
+    assert codes.dtype == torch.int32 and codes.min() >= 0 and codes.max() <= 15
+    assert torch.equal(zeros, torch.zeros_like(zeros))  # the grid starts at 0, zero point 0
+    deq = (codes - zeros.repeat_interleave(64, 1)) * steps.repeat_interleave(64, 1)
+    assert torch.allclose(deq, q.rtn_quantize(w, 4, 64)[0])
+    assert torch.all((deq - w).abs() <= steps.repeat_interleave(64, 1) / 2 + 1e-6)
+
+
+def test_pack_awq_gemm_is_what_gptqmodel_unpacks():
+    q._import_gptqmodel()  # quietly
+    from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
+
+    w = torch.randn(48, 128, generator=torch.Generator().manual_seed(4))
+    codes, zeros, steps = q.rtn_codes(w, bits=4, group_size=64)
+    packed = q.pack_awq_gemm(codes, zeros, steps)
+    assert packed["qweight"].shape == (128, 6) and packed["qweight"].dtype == torch.int32
+    assert packed["qzeros"].shape == (2, 6) and packed["scales"].shape == (2, 48)
+    theirs = dequantize_gemm(packed["qweight"], packed["qzeros"], packed["scales"], 4, 64)
+    ours = (codes - zeros.repeat_interleave(64, 1)) * steps.half().float().repeat_interleave(64, 1)
+    # equal up to fp16 rounding of the product (a misplaced code would be off by a whole step)
+    assert torch.allclose(theirs.float().T, ours, rtol=2e-3, atol=1e-3)
+    assert (theirs.float().T - ours).abs().max() < steps.min() / 10
+    with pytest.raises(ValueError, match="multiple of 8"):
+        q.pack_awq_gemm(codes[:44], zeros[:44], steps[:44])
+
+
 @pytest.mark.parametrize("symmetric", [False, True])
 @pytest.mark.parametrize("act_order", [False, True])
 def test_gptq_with_uncorrelated_inputs_is_rtn(symmetric, act_order):
@@ -226,6 +254,9 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
     assert ppl == pytest.approx(reference, rel=0.2 if bits == 4 else 0.02)  # quantized, not broken
     if method == "gptq":
         assert result.before_save is None  # GPTQModel's GPTQ model is measured once reloaded
+        dense = q.dequantize(q.load_quantized(result.out_dir)[0])
+        assert not any(hasattr(m, "qweight") for m in dense.modules())
+        assert q.perplexity(dense, tok2, text) == pytest.approx(ppl, rel=0.01)
     else:
         assert result.before_save[0] == reply
         assert result.before_save[1] == pytest.approx(ppl, rel=0.01)
