@@ -131,6 +131,20 @@ def test_gptq_checks_shapes():
         q.gptq_quantize_weight(torch.zeros(4, 96), torch.eye(96), group_size=64)
 
 
+def test_awq_needs_llama_blocks():
+    with pytest.raises(q.UnsupportedQuantizationError, match="Llama-style blocks"):
+        q._llama_layers(torch.nn.Linear(4, 4))
+
+
+def test_layer_inputs_one_row_per_token(tiny_model):
+    model, tok = tiny_model
+    texts = ["Hello there.", "你好，世界。今天天气很好。"]
+    x = q.layer_inputs(model, tok, texts, model.model.layers[1].mlp.down_proj)
+    n = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    assert x.shape == (n, 256) and x.dtype == torch.float32
+    assert not model.model.layers[1].mlp.down_proj._forward_pre_hooks  # hook removed
+
+
 def test_rtn_quantize_model_skips_embeddings(tiny_model):
     model, _ = tiny_model
     before = model.model.embed_tokens.weight.clone()
@@ -239,8 +253,10 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
     text = "The harbour town wakes early."
 
     def before_save(quantized):
+        weight = quantized.model.layers[1].mlp.down_proj.weight
         return (chat(quantized, tok, messages, max_new_tokens=8),
-                q.perplexity(quantized, tok, text))
+                q.perplexity(quantized, tok, text),
+                weight.detach().float().clone() if method == "awq" else None)
 
     result = q.quantize(model, method, bits=bits, group_size=64, calibration=calibration,
                         out_dir=tmp_path / method, tokenizer=tok, before_save=before_save)
@@ -251,15 +267,29 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
     reply, ppl = chat(reloaded, tok2, messages, max_new_tokens=8), q.perplexity(reloaded, tok2, text)
     reference = q.perplexity(model, tok, text)
     assert 0 < q.memory_bytes(reloaded) < q.memory_bytes(model)  # packed tensors counted
+    if method != "int8-weight-only":  # stored as checkpoints ship: 16-bit embedding and norms
+        from safetensors import safe_open
+
+        for path in result.out_dir.glob("*.safetensors"):
+            with safe_open(str(path), "pt") as f:
+                assert "F32" not in {f.get_slice(k).get_dtype() for k in f.keys()}
     assert ppl == pytest.approx(reference, rel=0.2 if bits == 4 else 0.02)  # quantized, not broken
     if method == "gptq":
         assert result.before_save is None  # GPTQModel's GPTQ model is measured once reloaded
         dense = q.dequantize(q.load_quantized(result.out_dir)[0])
         assert not any(hasattr(m, "qweight") for m in dense.modules())
         assert q.perplexity(dense, tok2, text) == pytest.approx(ppl, rel=0.01)
-    else:
+    elif method == "int8-weight-only":
         assert result.before_save[0] == reply
         assert result.before_save[1] == pytest.approx(ppl, rel=0.01)
+    else:  # awq: the file holds exactly the weights the model had in memory (in float32)
+        dense = q.dequantize(q.load_quantized(result.out_dir)[0])
+        assert torch.equal(dense.model.layers[1].mlp.down_proj.weight, result.before_save[2])
+        assert chat(dense, tok2, messages, max_new_tokens=8) == result.before_save[0]
+        assert q.perplexity(dense, tok2, text) == pytest.approx(result.before_save[1], rel=1e-5)
+        assert ppl == pytest.approx(result.before_save[1], rel=0.01)  # the int4 kernel, in bf16
+        with pytest.raises(ValueError, match="fresh load"):
+            q.dequantize(reloaded)  # its int4 kernel repacked the weights at the first forward
     if method == "gptq":  # yi_helpers.load hands GPTQ folders to GPTQModel (no optimum here)
         from yi_helpers import load
 

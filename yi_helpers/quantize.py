@@ -271,6 +271,23 @@ def pack_awq_gemm(codes: torch.Tensor, zeros: torch.Tensor, steps: torch.Tensor
             "scales": steps.T.contiguous().to(torch.float16)}
 
 
+def layer_inputs(model: Any, tokenizer: Any, texts: Sequence[str], module: Any) -> torch.Tensor:
+    """What ``module`` (a linear layer of ``model``) reads: every token's input on ``texts``
+    (tokens x in-features, float32), one forward pass per text. GPTQ builds its Hessian
+    ``2 X^T X / n`` from these; AWQ its per-channel activation sizes."""
+    rows: list[torch.Tensor] = []
+    handle = module.register_forward_pre_hook(
+        lambda _m, args: rows.append(args[0].reshape(-1, args[0].shape[-1]).float()))
+    try:
+        with torch.no_grad():
+            for text in texts:
+                model(tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+                      .to(model.device))
+    finally:
+        handle.remove()
+    return torch.cat(rows)
+
+
 def output_error(weight: torch.Tensor, quantized: torch.Tensor, inputs: torch.Tensor) -> float:
     """Relative error of a layer's output: ``|X (Q - W)^T| / |X W^T|`` on inputs ``X``."""
     x = inputs.reshape(-1, inputs.shape[-1]).float()
@@ -394,7 +411,7 @@ def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 12
         calibration: GPTQ/AWQ calibration data, see :func:`calibration_texts` (default: the hub's
             chat data set through the chat template); ``n_calibration`` samples are used.
         before_save: called with the quantized model in memory, before it is saved, for AWQ
-            (bf16, the weights the saved file holds) and int8 weight-only (GPTQModel's GPTQ model
+            (float32, holding exactly the weights the saved file dequantizes to) and int8 weight-only (GPTQModel's GPTQ model
             is usable only once saved and reloaded); what it returns is kept in
             ``result.before_save`` (``None`` for GPTQ).
             Its time is not counted in ``result.seconds``.
@@ -455,7 +472,7 @@ def _torchao_int8(folder: Path, out_dir: Path, before_save: Callable[[Any], Any]
 
 
 #: Calibration tokens (drawn at random from all the texts) on which AWQ compares its scales.
-AWQ_SEARCH_TOKENS = 512
+AWQ_SEARCH_TOKENS = 256
 
 
 def _llama_layers(model: Any) -> Any:
@@ -536,25 +553,28 @@ def _awq(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: list[s
             scales, _, _ = awq_scales([mlp.down_proj.weight], inputs[i, "down"], bits, group_size)
             mlp.up_proj.weight.div_(scales.unsqueeze(1))
             mlp.down_proj.weight.mul_(scales)
-        model.to(torch.bfloat16)
         packed: dict[str, torch.Tensor] = {}
         for name, module in model.named_modules():
             if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}":
                 codes, zeros, steps = rtn_codes(module.weight, bits, group_size)
                 for part, tensor in pack_awq_gemm(codes, zeros, steps).items():
                     packed[f"{name}.{part}"] = tensor
-                # in memory, the weights the kernel will compute with: (code - zero) * bf16(fp16 step)
-                step = steps.to(torch.float16).to(torch.bfloat16).repeat_interleave(group_size, 1)
-                module.weight.copy_((codes - zeros.repeat_interleave(group_size, 1)) * step)
+                # in memory: what the file dequantizes to, (code - zero) * fp16 step
+                module.weight.copy_((codes - zeros.repeat_interleave(group_size, 1))
+                                    * steps.half().repeat_interleave(group_size, 1))
+        quantized = {f"{name.rpartition('.')[0]}.weight" for name in packed}
+        for name, param in model.named_parameters():
+            if name not in quantized:  # the rest is stored in bf16: hold those values too
+                param.copy_(param.to(torch.bfloat16))
     seen = before_save(model) if before_save else None
-    tensors = {k: v.contiguous() for k, v in model.state_dict().items()
-               if not any(k == f"{name}.weight" for name in
-                          {p.rpartition(".")[0] for p in packed})}
+    tensors = {k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()
+               if k not in quantized}
     if model.config.tie_word_embeddings:
         tensors.pop("lm_head.weight", None)
     tensors.update(packed)
     out_dir.mkdir(parents=True)
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    model.config.dtype = "bfloat16"
     model.config.quantization_config = {
         "quant_method": "awq", "bits": bits, "group_size": group_size, "zero_point": True,
         "version": "gemm", "modules_to_not_convert": None}
@@ -596,6 +616,28 @@ def _gptqmodel(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: 
     # tiny Llama its logits were off by 136% where the saved-and-reloaded model's were off by 17%
     # from the float model's): GPTQ models are measured once saved and reloaded.
     wrapper.save(str(out_dir))
+    _store_16bit(out_dir)
+
+
+def _store_16bit(folder: Path) -> None:
+    """Rewrite a saved folder's float32 tensors in 16 bits, as quantized checkpoints ship: the
+    float32 load above would otherwise store the embedding (a fifth of the embedded model) in
+    float32. Scales in fp16 (the GPTQ convention), everything else in bf16."""
+    from safetensors.torch import load_file, save_file
+
+    for path in folder.glob("*.safetensors"):
+        tensors = load_file(str(path))
+        if not any(t.dtype == torch.float32 for t in tensors.values()):
+            continue
+        for name, t in tensors.items():
+            if t.dtype == torch.float32:
+                tensors[name] = t.to(torch.float16 if name.endswith(".scales") else torch.bfloat16)
+        save_file(tensors, str(path), metadata={"format": "pt"})
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config["dtype"] = "bfloat16"
+    config.pop("torch_dtype", None)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def eager(model: Any) -> Any:
@@ -654,30 +696,53 @@ def load_quantized(folder: str | os.PathLike, *, device: str = "cpu", dtype: Any
     return model, tokenizer
 
 
-def dequantize(model: Any) -> Any:
-    """Replace every GPTQ layer of a loaded model by a float32 ``nn.Linear`` holding the weights
-    it dequantizes to, and cast the model to float32 (in place; returns it).
+def _dense_weight(module: Any) -> torch.Tensor | None:
+    """The (out, in) float32 weight a GPTQ or AWQ layer of GPTQModel computes with, else None."""
+    if not hasattr(module, "qweight"):
+        return None
+    if hasattr(module, "dequantize_weight"):  # GPTQ layers return (in, out)
+        return eager(module).dequantize_weight().T.float()
+    if type(module).__name__.startswith("Awq") or "Awq" in type(module).__name__:
+        from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
 
-    For measuring accuracy fast: GPTQModel's 8-bit CPU layer computes in bf16, and on CPUs without
-    bf16 instructions its perplexity on 1,400 tokens took minutes. The weights are the same
-    numbers; only the arithmetic is float32.
+        return dequantize_gemm(module.qweight, module.qzeros, module.scales, module.bits,
+                               module.group_size).T.float()
+    return None
+
+
+def dequantize(model: Any) -> Any:
+    """Replace every GPTQ or AWQ layer of a loaded model by a float32 ``nn.Linear`` holding the
+    weights it dequantizes to, and cast the model to float32 (in place; returns it).
+
+    The weights are the same numbers; only the arithmetic is float32. For measuring accuracy
+    fast and exactly: GPTQModel's 8-bit CPU layer computes in bf16, and on CPUs without bf16
+    instructions its perplexity on 1,400 tokens took minutes; its int4 kernels round
+    differently from a float matmul. Call it on a freshly loaded model: the int4 CPU kernels
+    repack their weights at the first forward pass, after which they no longer dequantize.
     """
     replaced = 0
     for name, module in list(model.named_modules()):
-        if hasattr(module, "dequantize_weight") and hasattr(module, "qweight"):
-            weight = eager(module).dequantize_weight().T.float()  # GPTQ: (in, out) -> (out, in)
-            bias = getattr(module, "bias", None)
-            dense = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-            with torch.no_grad():
-                dense.weight.copy_(weight)
-                if bias is not None:
-                    dense.bias.copy_(bias.float())
-            model.set_submodule(name, dense)
-            replaced += 1
+        try:
+            weight = _dense_weight(module)
+        except (RuntimeError, NotImplementedError, ValueError) as err:
+            raise ValueError(
+                f"{name} no longer dequantizes ({err}): it ran a forward pass already. "
+                "Call dequantize(load_quantized(folder)[0]) on a fresh load.") from err
+        if weight is None:
+            continue
+        bias = getattr(module, "bias", None)
+        dense = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        with torch.no_grad():
+            dense.weight.copy_(weight)
+            if bias is not None:
+                dense.bias.copy_(bias.float())
+        model.set_submodule(name, dense)
+        replaced += 1
     if not replaced:
-        raise ValueError("no GPTQ layers found: dequantize() is for models from load_quantized "
-                         "of a GPTQ folder")
-    return model.float()
+        raise ValueError("no GPTQ or AWQ layers found: dequantize() is for models that "
+                         "load_quantized loaded from a GPTQ or AWQ folder")
+    # transformers refuses .float() on a model it loaded quantized; every layer is plain now
+    return torch.nn.Module.float(model)
 
 
 # ---------------------------------------------------------------------------------------------
