@@ -57,6 +57,7 @@ def test_rtn_codes_fit_in_bits_also_for_one_signed_groups():
     assert torch.equal(zeros, torch.zeros_like(zeros))  # the grid starts at 0, zero point 0
     deq = (codes - zeros.repeat_interleave(64, 1)) * steps.repeat_interleave(64, 1)
     assert torch.allclose(deq, q.rtn_quantize(w, 4, 64)[0])
+    assert torch.equal(q.dequantize_codes(codes, zeros, steps), deq)
     assert torch.all((deq - w).abs() <= steps.repeat_interleave(64, 1) / 2 + 1e-6)
 
 

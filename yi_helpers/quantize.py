@@ -133,8 +133,16 @@ def rtn_quantize(weight: torch.Tensor, bits: int = 4, group_size: int = 64,
     unchanged.
     """
     codes, zero, step = rtn_codes(weight, bits, group_size, symmetric)
-    deq = (codes - zero.repeat_interleave(group_size, 1)) * step.repeat_interleave(group_size, 1)
-    return deq.to(weight.dtype), step
+    return dequantize_codes(codes, zero, step).to(weight.dtype), step
+
+
+def dequantize_codes(codes: torch.Tensor, zeros: torch.Tensor, steps: torch.Tensor
+                     ) -> torch.Tensor:
+    """``(code - zero) * step`` with each group's zero and step (as :func:`rtn_codes` returns
+    them) repeated over its columns; the result has the dtype of ``steps``."""
+    group_size = codes.shape[1] // steps.shape[1]
+    return ((codes - zeros.repeat_interleave(group_size, 1))
+            * steps.repeat_interleave(group_size, 1))
 
 
 def rtn_quantize_model(model: Any, bits: int = 4, group_size: int = 64,
@@ -411,9 +419,9 @@ def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 12
         calibration: GPTQ/AWQ calibration data, see :func:`calibration_texts` (default: the hub's
             chat data set through the chat template); ``n_calibration`` samples are used.
         before_save: called with the quantized model in memory, before it is saved, for AWQ
-            (float32, holding exactly the weights the saved file dequantizes to) and int8 weight-only (GPTQModel's GPTQ model
-            is usable only once saved and reloaded); what it returns is kept in
-            ``result.before_save`` (``None`` for GPTQ).
+            (float32, holding exactly the weights the saved file dequantizes to) and int8
+            weight-only (GPTQModel's GPTQ model is usable only once saved and reloaded); what
+            it returns is kept in ``result.before_save`` (``None`` for GPTQ).
             Its time is not counted in ``result.seconds``.
         verbose: show the back end's own (long) log instead of keeping it in ``result.log``.
 
@@ -560,8 +568,7 @@ def _awq(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: list[s
                 for part, tensor in pack_awq_gemm(codes, zeros, steps).items():
                     packed[f"{name}.{part}"] = tensor
                 # in memory: what the file dequantizes to, (code - zero) * fp16 step
-                module.weight.copy_((codes - zeros.repeat_interleave(group_size, 1))
-                                    * steps.half().repeat_interleave(group_size, 1))
+                module.weight.copy_(dequantize_codes(codes, zeros, steps.half()))
         quantized = {f"{name.rpartition('.')[0]}.weight" for name in packed}
         for name, param in model.named_parameters():
             if name not in quantized:  # the rest is stored in bf16: hold those values too
@@ -702,7 +709,7 @@ def _dense_weight(module: Any) -> torch.Tensor | None:
         return None
     if hasattr(module, "dequantize_weight"):  # GPTQ layers return (in, out)
         return eager(module).dequantize_weight().T.float()
-    if type(module).__name__.startswith("Awq") or "Awq" in type(module).__name__:
+    if "Awq" in type(module).__name__:
         from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
 
         return dequantize_gemm(module.qweight, module.qzeros, module.scales, module.bits,
