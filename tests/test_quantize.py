@@ -3,6 +3,8 @@ quantize -> save -> reload round trip on a tiny Llama (seconds)."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -146,6 +148,36 @@ def test_layer_inputs_one_row_per_token(tiny_model):
     assert not model.model.layers[1].mlp.down_proj._forward_pre_hooks  # hook removed
 
 
+def test_layer_inputs_stop_at_the_module_with_the_same_rows(tiny_model):
+    model, tok = tiny_model
+    texts = ["Hello there.", "你好，世界。"]
+    target, later = model.model.layers[0].self_attn.q_proj, model.model.layers[1].mlp.down_proj
+    full, reached = [], []
+    handles = [target.register_forward_pre_hook(lambda _m, a: full.append(a[0][0].float())),
+               later.register_forward_pre_hook(lambda _m, a: reached.append(1))]
+    with torch.no_grad():  # the full passes, for the reference rows
+        for t in texts:
+            model(tok(t, add_special_tokens=False, return_tensors="pt")["input_ids"])
+    reference = torch.cat(full)
+    reached.clear()
+    x = q.layer_inputs(model, tok, texts, target)
+    for h in handles:
+        h.remove()
+    assert torch.equal(x, reference)
+    assert not reached  # the passes stopped at layer 0: layer 1 never ran
+
+
+def test_dequantize_a_plain_model_says_what_it_is_for(tiny_model):
+    with pytest.raises(ValueError, match="no GPTQ, AWQ or torchao layers"):
+        q.dequantize(tiny_model[0])
+
+
+def test_layer_inputs_of_a_module_outside_the_model(tiny_model):
+    model, tok = tiny_model
+    with pytest.raises(ValueError, match="did not run"):
+        q.layer_inputs(model, tok, ["Hello."], torch.nn.Linear(4, 4))
+
+
 def test_rtn_quantize_model_skips_embeddings(tiny_model):
     model, _ = tiny_model
     before = model.model.embed_tokens.weight.clone()
@@ -277,12 +309,21 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
     assert ppl == pytest.approx(reference, rel=0.2 if bits == 4 else 0.02)  # quantized, not broken
     if method == "gptq":
         assert result.before_save is None  # GPTQModel's GPTQ model is measured once reloaded
+        import json  # one calibration pass per block (see quantize._gptqmodel), as saved
+        meta = json.loads((result.out_dir / "quantize_config.json").read_text())["meta"]
+        assert meta["true_sequential"] is False
         dense = q.dequantize(q.load_quantized(result.out_dir)[0])
         assert not any(hasattr(m, "qweight") for m in dense.modules())
         assert q.perplexity(dense, tok2, text) == pytest.approx(ppl, rel=0.01)
     elif method == "int8-weight-only":
         assert result.before_save[0] == reply
         assert result.before_save[1] == pytest.approx(ppl, rel=0.01)
+        stored = reloaded.model.layers[1].mlp.down_proj.weight  # torchao's int8 tensor
+        dense = q.dequantize(q.load_quantized(result.out_dir)[0])
+        assert type(dense.model.layers[1].mlp.down_proj.weight) is torch.nn.Parameter
+        assert torch.equal(dense.model.layers[1].mlp.down_proj.weight, stored.dequantize().float())
+        assert dense.dtype == torch.float32
+        assert q.perplexity(dense, tok2, text) == pytest.approx(ppl, rel=0.01)
     else:  # awq: the file holds exactly the weights the model had in memory (in float32)
         dense = q.dequantize(q.load_quantized(result.out_dir)[0])
         assert torch.equal(dense.model.layers[1].mlp.down_proj.weight, result.before_save[2])
@@ -291,6 +332,10 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
         assert ppl == pytest.approx(result.before_save[1], rel=0.01)  # the int4 kernel, in bf16
         with pytest.raises(ValueError, match="fresh load"):
             q.dequantize(reloaded)  # its int4 kernel repacked the weights at the first forward
+        fresh = q.load_quantized(result.out_dir)[0]  # a copy dequantizes, the kernel stays
+        copied = q.dequantize(copy.deepcopy(fresh))
+        assert q.perplexity(fresh, tok2, text) == pytest.approx(ppl, rel=1e-4)
+        assert torch.equal(copied.model.layers[1].mlp.down_proj.weight, result.before_save[2])
     if method == "gptq":  # yi_helpers.load hands GPTQ folders to GPTQModel (no optimum here)
         from yi_helpers import load
 
