@@ -4,6 +4,7 @@ quantize -> save -> reload round trip on a tiny Llama (seconds)."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -309,7 +310,7 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
     assert ppl == pytest.approx(reference, rel=0.2 if bits == 4 else 0.02)  # quantized, not broken
     if method == "gptq":
         assert result.before_save is None  # GPTQModel's GPTQ model is measured once reloaded
-        import json  # one calibration pass per block (see quantize._gptqmodel), as saved
+        # one calibration pass per block (see quantize._gptqmodel), as saved
         meta = json.loads((result.out_dir / "quantize_config.json").read_text())["meta"]
         assert meta["true_sequential"] is False
         dense = q.dequantize(q.load_quantized(result.out_dir)[0])

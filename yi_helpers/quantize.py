@@ -288,7 +288,7 @@ def layer_inputs(model: Any, tokenizer: Any, texts: Sequence[str], module: Any) 
     (tokens x in-features, float32), one forward pass per text. GPTQ builds its Hessian
     ``2 X^T X / n`` from these; AWQ its per-channel activation sizes.
 
-    Each pass stops at ``module``: the blocks after it and the LM head (a quarter of the
+    Each pass stops at ``module``: the blocks after it and the LM head (a fifth of the
     embedded model's arithmetic) are never computed.
     """
     rows: list[torch.Tensor] = []
