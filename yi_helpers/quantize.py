@@ -642,9 +642,10 @@ def _gptqmodel(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: 
     # the tokens).
     wrapper = GPTQModel.load(str(folder), config, device="cpu", dtype=torch.float32)
     wrapper.quantize(texts, tokenizer=tokenizer)
-    # GPTQModel 7.6.0's model in memory right after quantize() is not ready for inference (on a
-    # tiny Llama its logits were off by 136% where the saved-and-reloaded model's were off by 17%
-    # from the float model's): GPTQ models are measured once saved and reloaded.
+    # GPTQModel 7.6.0's model in memory right after quantize() is not ready for inference: its
+    # layers hold the zero points in the checkpoint's v1 layout (zero - 1), which only loading
+    # converts for the kernels, so every dequantized weight is exactly one step off (checked on
+    # the embedded model). GPTQ models are measured once saved and reloaded.
     wrapper.save(str(out_dir))
     _store_16bit(out_dir)
 
