@@ -20,6 +20,7 @@ Also here: group-wise round-to-nearest (``rtn_quantize``), the baseline GPTQ and
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import importlib.util
 import io
@@ -436,11 +437,11 @@ def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 12
             embedded model, whose width 576 is not a multiple of 128; Yi uses 128).
         calibration: GPTQ/AWQ calibration data, see :func:`calibration_texts` (default: the hub's
             chat data set through the chat template); ``n_calibration`` samples are used.
-        before_save: called with the quantized model in memory, before it is saved, for AWQ
-            (float32, holding exactly the weights the saved file dequantizes to) and int8
-            weight-only (GPTQModel's GPTQ model is usable only once saved and reloaded); what
-            it returns is kept in ``result.before_save`` (``None`` for GPTQ).
-            Its time is not counted in ``result.seconds``.
+        before_save: called with the quantized model in memory, before it is saved: for GPTQ
+            and AWQ a float32 model holding exactly the weights the saved folder dequantizes to
+            (for GPTQ a copy made ready as GPTQModel's loader would, see :func:`_gptq_as_saved`);
+            for int8 weight-only torchao's model itself. What it returns is kept in
+            ``result.before_save``. Its time is not counted in ``result.seconds``.
         verbose: show the back end's own (long) log instead of keeping it in ``result.log``.
 
     Returns a :class:`QuantizeResult` (folder, seconds, what ``before_save`` returned).
@@ -474,8 +475,8 @@ def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 12
                 seen = _awq(folder, tokenizer, bits, group_size, texts, out_dir, hook_or_none,
                             seed)
             else:
-                _gptqmodel(folder, tokenizer, bits, group_size, texts, out_dir, Path(tmp) / "logs")
-                seen = None
+                seen = _gptqmodel(folder, tokenizer, bits, group_size, texts, out_dir,
+                                  Path(tmp) / "logs", hook_or_none)
             seconds = time.perf_counter() - start - hook_seconds[0]
         tokenizer.save_pretrained(out_dir)
     return QuantizeResult(out_dir=out_dir, method=method, bits=bits,
@@ -621,8 +622,8 @@ def _import_gptqmodel():
 
 
 def _gptqmodel(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: list[str],
-               out_dir: Path, log_dir: Path) -> None:
-    """GPTQ through GPTQModel, saved to ``out_dir``."""
+               out_dir: Path, log_dir: Path, before_save: Callable[[Any], Any] | None) -> Any:
+    """GPTQ through GPTQModel, saved to ``out_dir``; returns what ``before_save`` returned."""
     _import_gptqmodel()
     from gptqmodel import GPTQModel, QuantizeConfig
     from gptqmodel.looper import loop_processor
@@ -642,12 +643,29 @@ def _gptqmodel(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: 
     # the tokens).
     wrapper = GPTQModel.load(str(folder), config, device="cpu", dtype=torch.float32)
     wrapper.quantize(texts, tokenizer=tokenizer)
-    # GPTQModel 7.6.0's model in memory right after quantize() is not ready for inference: its
-    # layers hold the zero points in the checkpoint's v1 layout (zero - 1), which only loading
-    # converts for the kernels, so every dequantized weight is exactly one step off (checked on
-    # the embedded model). GPTQ models are measured once saved and reloaded.
+    seen = before_save(_gptq_as_saved(wrapper.model)) if before_save else None
     wrapper.save(str(out_dir))
     _store_16bit(out_dir)
+    return seen
+
+
+def _gptq_as_saved(model: Any) -> Any:
+    """A float32 copy of GPTQModel's model right after ``quantize()``, holding exactly the weights
+    its saved folder loads and dequantizes to.
+
+    The model itself is not ready for inference: GPTQModel 7.6.0's layers hold the zero points
+    in the checkpoint's v1 layout (``zero - 1``), which only its loader converts for the kernels,
+    so every weight in memory is exactly one step off. The copy gets the loader's conversion and
+    the 16-bit values the folder stores (bf16, as it loads), then :func:`dequantize`.
+    """
+    from gptqmodel.nn_modules.qlinear import BaseQuantLinear
+    from gptqmodel.utils.model import convert_gptq_v1_to_v2_format_module
+
+    ready = copy.deepcopy(model)
+    for module in ready.modules():
+        if isinstance(module, BaseQuantLinear) and getattr(module, "REQUIRES_FORMAT_V2", False):
+            convert_gptq_v1_to_v2_format_module(module, module.bits, module.pack_dtype)
+    return dequantize(torch.nn.Module.to(ready, torch.bfloat16))
 
 
 def _store_16bit(folder: Path) -> None:
