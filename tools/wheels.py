@@ -61,7 +61,8 @@ class Wheel:
         return f"{self.name}=={self.tested}"
 
 
-def _project(root: Path) -> dict:
+def project_table(root: Path = ROOT) -> dict:
+    """The ``[project]`` table of ``pyproject.toml``."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -82,7 +83,7 @@ def pinned_versions(root: Path = ROOT) -> dict[str, str]:
 
 def notebook_wheels(root: Path = ROOT) -> list[Wheel]:
     """Every distribution the notebooks need on a fresh machine, in pyproject's order."""
-    project = _project(root)
+    project = project_table(root)
     reqs = [Requirement(r) for r in project["dependencies"]]
     reqs += [r for r in map(Requirement, project["optional-dependencies"]["dev"])
              if canonical(r.name) in NOTEBOOK_TOOLS]
