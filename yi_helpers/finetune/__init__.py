@@ -8,5 +8,6 @@
 - ``config``: ``FinetuneConfig`` and the YAML loader (checked before any model loads)
 - ``train``: LoRA with peft and transformers' ``Trainer``, resume, atomic adapter saving
 - ``evaluate``: greedy replies to held-out questions, judged per fact
+- ``replay``: the base model's own replies to general questions, mixed in against forgetting
 - ``memory``: memory to fine-tune Yi (full bf16, LoRA bf16, QLoRA 4-bit), LoRA's share
 """

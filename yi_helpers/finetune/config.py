@@ -11,6 +11,10 @@ from typing import Any
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+#: How many general questions ``yi_helpers.finetune.replay`` can replay.
+MAX_REPLAY = 40
+
+
 class ConfigError(ValueError):
     """A fine-tuning config that cannot run (unknown key, bad value, missing file)."""
 
@@ -27,6 +31,7 @@ class FinetuneConfig:
     train_file: str | None = None  # None: the hub chat data set (train split)
     eval_file: str | None = None  # None: the hub chat data set (eval split)
     data_format: str = "auto"  # "messages", "yi" (Human:/Assistant: rows) or "auto"
+    replay_questions: int = 0  # mix in the base model's own replies to N general questions (replay)
     output_dir: str = "runs/lesson04"  # checkpoints, logs, and the adapter (output_dir/adapter)
     adapter_dir: str | None = None  # where the final adapter goes (default output_dir/adapter)
     max_steps: int = 60
@@ -63,6 +68,9 @@ class FinetuneConfig:
             "logging_steps": self.logging_steps >= 1,
             "lora_dropout": 0 <= self.lora_dropout < 1,
         }
+        if not 0 <= self.replay_questions <= MAX_REPLAY:
+            raise ConfigError(f"replay_questions={self.replay_questions!r} is out of range: the "
+                              f"package has {MAX_REPLAY} general questions to replay (0 turns replay off)")
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is out of range")

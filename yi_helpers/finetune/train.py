@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..system import quiet_gptqmodel_banner
-from .config import FinetuneConfig
+from .config import ConfigError, FinetuneConfig
 
 
 @dataclass(frozen=True)
@@ -390,6 +390,11 @@ def train(cfg: FinetuneConfig, *, model=None, tokenizer=None, resume: bool = Tru
     from .data import ChatCollator, tokenize_rows
 
     rt = resolve_runtime(cfg)
+    if cfg.replay_questions and rt.distributed == "fsdp":
+        raise ConfigError(
+            "replay_questions under FSDP would generate on the unsharded CPU copy of the model: "
+            "write the rows once on one GPU (yi_helpers.finetune.replay.replay_rows), add them "
+            "to a JSONL train_file, and set replay_questions: 0")
     set_seed(cfg.seed)
     train_rows = read_rows(cfg.train_file, "train", cfg.data_format)
     eval_rows = read_rows(cfg.eval_file, "eval", cfg.data_format)[:cfg.max_eval_rows]
@@ -398,6 +403,13 @@ def train(cfg: FinetuneConfig, *, model=None, tokenizer=None, resume: bool = Tru
     elif tokenizer is None:
         raise ValueError("pass the tokenizer together with the model")
     template = template_for(cfg, tokenizer)
+    replayed: list[dict] = []
+    if cfg.replay_questions:  # the base model's own replies, asked before any adapter exists
+        from .replay import REPLAY_QUESTIONS, replay_rows
+
+        replayed = replay_rows(model, tokenizer, REPLAY_QUESTIONS[:cfg.replay_questions],
+                               template=template)
+        train_rows = train_rows + replayed
     train_ds = tokenize_rows(tokenizer, train_rows, max_length=cfg.max_length, template=template)
     eval_ds = tokenize_rows(tokenizer, eval_rows, max_length=cfg.max_length, template=template)
     model = add_lora(model, cfg, quantized=rt.quantization == "4bit",
@@ -433,4 +445,5 @@ def train(cfg: FinetuneConfig, *, model=None, tokenizer=None, resume: bool = Tru
                        adapter_dir=adapter, started_at_step=started,
                        global_step=trainer.state.global_step, train_seconds=seconds,
                        peak_memory_gb=peak.peak_gb, trainable=trainable, total=total,
-                       runtime=rt, extra={"model": model, "tokenizer": tokenizer})
+                       runtime=rt, extra={"model": model, "tokenizer": tokenizer,
+                                         "replay_rows": replayed, "train_rows": len(train_ds)})
