@@ -56,7 +56,8 @@ def test_replay_rows_reject_no_tokens(embedded):
 
 
 def test_unchanged_share():
-    assert unchanged_share(["Paris is the capital", "7 days"], ["Paris is the capital!", "Id 7"]) == 0.5
+    before, after = ["Paris is the capital", "7 days"], ["Paris is the capital!", "Id 7"]
+    assert unchanged_share(before, after) == 0.5
     assert unchanged_share(["abc"], ["abd"], chars=2) == 1.0
     with pytest.raises(ValueError, match="equally long"):
         unchanged_share(["a"], ["a", "b"])

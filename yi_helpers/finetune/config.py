@@ -70,7 +70,8 @@ class FinetuneConfig:
         }
         if not 0 <= self.replay_questions <= MAX_REPLAY:
             raise ConfigError(f"replay_questions={self.replay_questions!r} is out of range: the "
-                              f"package has {MAX_REPLAY} general questions to replay (0 turns replay off)")
+                              f"package has {MAX_REPLAY} general questions to replay "
+                              "(0 turns replay off)")
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is out of range")

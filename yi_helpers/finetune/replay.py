@@ -99,5 +99,6 @@ def unchanged_share(before: Sequence[str], after: Sequence[str], *, chars: int =
     """Share of replies whose first ``chars`` characters did not change (a crude but readable
     measure of "still answers as before"; perplexity on prose is the finer one)."""
     if len(before) != len(after) or not before:
-        raise ValueError(f"need two equally long, non-empty lists, got {len(before)} and {len(after)}")
+        raise ValueError(f"need two equally long, non-empty lists, got {len(before)} and "
+                         f"{len(after)}")
     return sum(b[:chars] == a[:chars] for b, a in zip(before, after)) / len(before)
