@@ -7,12 +7,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .replay import REPLAY_QUESTIONS
+
 #: The attention and MLP projections of a Llama-style block (Yi and the embedded model).
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-
 #: How many general questions ``yi_helpers.finetune.replay`` can replay.
-MAX_REPLAY = 40
+MAX_REPLAY = len(REPLAY_QUESTIONS)
 
 
 class ConfigError(ValueError):
