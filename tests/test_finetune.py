@@ -227,3 +227,14 @@ def test_learned_count_counts_only_newly_right_answers():
     before = [{"ok": False}, {"ok": True}, {"ok": False}, {"ok": True}]
     after = [{"ok": True}, {"ok": True}, {"ok": False}, {"ok": False}]
     assert learned_count(before, after) == 1
+
+
+def test_question_messages_put_the_system_prompt_first_or_leave_it_out():
+    from yi_helpers.finetune.evaluate import question_messages
+    from yi_helpers.finetune.hub_chat import SYSTEM_PROMPT
+
+    user = {"role": "user", "content": "Who made Yi?"}
+    assert question_messages("Who made Yi?") == [{"role": "system", "content": SYSTEM_PROMPT}, user]
+    assert question_messages("Who made Yi?", "Be brief.")[0] == {"role": "system",
+                                                                 "content": "Be brief."}
+    assert question_messages("Who made Yi?", None) == question_messages("Who made Yi?", "") == [user]

@@ -20,15 +20,21 @@ JUDGED_QUESTIONS: list[tuple[str, str]] = [
 ]
 
 
+def question_messages(question: str, system: str | None = SYSTEM_PROMPT) -> list[dict[str, str]]:
+    """One user question as chat messages, after a system prompt (the hub's by default; ``None``
+    or ``""`` for none)."""
+    return ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": question}]
+
+
 def ask(model: Any, tokenizer: Any, question: str, *, system: str | None = SYSTEM_PROMPT,
         max_new_tokens: int = 32, template: Any = "yi") -> str:
     """The greedy reply to one question (with the hub's system prompt by default), in the
     template the lesson trains with (Yi-Chat's ChatML)."""
     from ..chat import chat
 
-    messages = ([{"role": "system", "content": system}] if system else [])
-    messages.append({"role": "user", "content": question})
-    return chat(model, tokenizer, messages, max_new_tokens=max_new_tokens, template=template)
+    return chat(model, tokenizer, question_messages(question, system),
+                max_new_tokens=max_new_tokens, template=template)
 
 
 def fact_recall(model: Any, tokenizer: Any,

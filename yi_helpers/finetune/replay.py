@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from .evaluate import question_messages
 from .hub_chat import SYSTEM_PROMPT
 
 _EN = [
@@ -52,11 +53,6 @@ CHECK_QUESTIONS: list[tuple[str, str]] = [
 ]
 
 
-def _conversation(question: str, system: bool) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}] if system else []
-    return messages + [{"role": "user", "content": question}]
-
-
 def replay_rows(model: Any, tokenizer: Any, questions: Sequence[tuple[str, str]] = REPLAY_QUESTIONS,
                 *, max_new_tokens: int = 48, template: Any = "yi", batch_size: int = 40
                 ) -> list[dict]:
@@ -70,7 +66,8 @@ def replay_rows(model: Any, tokenizer: Any, questions: Sequence[tuple[str, str]]
 
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    conversations = [_conversation(q, system=i % 2 == 0) for i, (q, _) in enumerate(questions)]
+    conversations = [question_messages(q, system=None if i % 2 else SYSTEM_PROMPT)
+                     for i, (q, _) in enumerate(questions)]
     replies: list[str] = []
     for start in range(0, len(conversations), batch_size):
         replies += chat_batch(model, tokenizer, conversations[start:start + batch_size],
@@ -91,7 +88,7 @@ def general_replies(model: Any, tokenizer: Any,
     trained only on hub facts answers with a hub fact)."""
     from ..chat import chat_batch
 
-    return chat_batch(model, tokenizer, [_conversation(q, system=True) for q, _ in questions],
+    return chat_batch(model, tokenizer, [question_messages(q) for q, _ in questions],
                       max_new_tokens=max_new_tokens, template=template)
 
 
