@@ -577,7 +577,10 @@ def lm_eval_mc(pretrained: str | Path, lang: str = "en", *, shots: int = 0,
             results = lm_eval.simple_evaluate(
                 model="hf", model_args={"pretrained": str(pretrained), "dtype": dtype,
                                         "device": device},
-                tasks=[name], task_manager=TaskManager(include_path=str(folder)),
+                # include_defaults=False: only this task, not an index of lm_eval's ~14,700
+                # built-in ones (6-15 s on this CPU, each call)
+                tasks=[name],
+                task_manager=TaskManager(include_path=str(folder), include_defaults=False),
                 num_fewshot=0, batch_size=batch_size, log_samples=True, verbosity="ERROR")
         finally:
             quiet.setLevel(level)
