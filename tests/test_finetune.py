@@ -1,5 +1,6 @@
 """yi_helpers.finetune: converter, assistant-only labels, config checks, memory planner,
-LoRA share, atomic adapter saving, and a real (tiny) training run that resumes."""
+LoRA share, the memory table, atomic adapter saving and reloading, and a real (tiny) training
+run that resumes."""
 
 from __future__ import annotations
 
@@ -164,6 +165,19 @@ def test_training_memory_orders_methods():
         memory.training_memory("01-ai/Yi-6B-Chat", "lora-fp8")
 
 
+def test_memory_table_rows_are_the_planners_numbers():
+    rows = memory.memory_table(batch_size=1)
+    assert [(r["model"], r["method"]) for r in rows] == [
+        (m, method) for m in ("01-ai/Yi-6B-Chat", "01-ai/Yi-34B-Chat") for method in memory.METHODS]
+    for r in rows:
+        planned = memory.training_memory(r["model"], r["method"], batch_size=1)
+        assert (r["weights_gb"], r["state_gb"], r["activations_gb"], r["total_gb"]) == (
+            planned.weights_gb, planned.trainable_state_gb, planned.activations_gb, planned.total_gb)
+    default = memory.memory_table(["01-ai/Yi-6B-Chat"])  # batch 4: more activations, same weights
+    assert [r["activations_gb"] > s["activations_gb"] for r, s in zip(default, rows)] == [True] * 3
+    assert [r["weights_gb"] for r in default] == [r["weights_gb"] for r in rows[:3]]
+
+
 # --- model-level (tiny Llama) -----------------------------------------------------------------
 
 def test_peft_share_matches_planner(tiny_llama_dir):
@@ -200,6 +214,35 @@ def test_atomic_save_leaves_old_adapter_or_none(tiny_llama_dir, tmp_path):
         save_adapter_atomically(model, target, tok)
     assert (target / "adapter_model.safetensors").read_bytes() == before
     assert sorted(p.name for p in target.parent.iterdir()) == ["adapter"]
+
+
+def test_saved_adapter_reloads_and_merges_to_the_same_logits(tiny_llama_dir, tmp_path):
+    import torch
+
+    from yi_helpers import load
+    from yi_helpers.finetune.train import add_lora, load_adapter, save_adapter_atomically
+
+    model, tok = load(str(tiny_llama_dir), device="cpu", dtype="float32")
+    ids = torch.tensor([tok.encode("Who made Yi? 谁开发了 Yi？")])
+    with torch.no_grad():
+        base_logits = model(ids).logits
+    trained = add_lora(model, FinetuneConfig(lora_r=2))
+    torch.manual_seed(1)
+    with torch.no_grad():  # LoRA's B starts at zero (no effect): stand in for training
+        for name, p in trained.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)
+        trained_logits = trained(ids).logits
+    assert not torch.allclose(trained_logits, base_logits, atol=1e-3)  # the adapter matters
+    save_adapter_atomically(trained, tmp_path / "adapter", tok)
+
+    fresh, _ = load(str(tiny_llama_dir), device="cpu", dtype="float32")
+    reloaded = load_adapter(fresh, tmp_path / "adapter")
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, trained_logits, atol=1e-5)
+        merged = reloaded.merge_and_unload()
+        assert not any("lora" in name for name, _ in merged.named_parameters())
+        assert torch.allclose(merged(ids).logits, trained_logits, atol=1e-4)
 
 
 def test_train_resumes_from_last_checkpoint(tiny_llama_dir, tmp_path):
