@@ -161,6 +161,39 @@ def _not_available(name: str, cause: BaseException | None = None) -> ModelNotAva
     )
 
 
+#: What :func:`download` fetches from a hub repository: configs, tokenizer files and
+#: safetensors weights. Never pickled ``*.bin`` weights, never Python code.
+SNAPSHOT_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt", "*.jinja")
+
+
+def is_hub_id(name: Any) -> bool:
+    """``org/name`` that is not a local path (``"01-ai/Yi-6B-Chat-4bits"``)."""
+    return (isinstance(name, str) and name.count("/") == 1
+            and not name.startswith((".", "/", "~")) and not Path(name).expanduser().exists())
+
+
+def download(repo_id: str, *, revision: str | None = None) -> Path:
+    """The local folder of a hub model (configs, tokenizer, safetensors weights): the Hugging
+    Face cache when it has the files (offline), else a download.
+
+    Raises:
+        ModelNotAvailableError: not cached, and the hub is unreachable or refuses the id.
+    """
+    from huggingface_hub import snapshot_download
+
+    kwargs = dict(revision=revision, allow_patterns=list(SNAPSHOT_PATTERNS))
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True, **kwargs))
+    except (OSError, ValueError):
+        pass  # not in the cache
+    if not _hub_reachable():
+        raise _not_available(repo_id) from None
+    try:
+        return Path(snapshot_download(repo_id, **kwargs))
+    except (OSError, ValueError) as err:  # unknown or gated repository, network errors
+        raise _not_available(repo_id, err) from err
+
+
 def _resolve_source(model: str) -> tuple[str, ModelSpec | None, bool]:
     """→ (path or hub id, registry spec or None, is_local)."""
     if not isinstance(model, (str, os.PathLike)):
@@ -182,7 +215,7 @@ def _resolve_source(model: str) -> tuple[str, ModelSpec | None, bool]:
         return s.id, s, False
     except KeyError:
         pass
-    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
+    if is_hub_id(model):
         return model, None, False  # some other hub id: allowed
     raise ValueError(
         f"Unknown model {model!r}: not a folder, not a Hugging Face id (org/name), and not one "

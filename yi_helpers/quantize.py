@@ -714,16 +714,25 @@ def quant_method(folder: str | os.PathLike) -> str | None:
 
 def load_quantized(folder: str | os.PathLike, *, device: str = "cpu", dtype: Any = None
                    ) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` from a folder :func:`quantize` wrote, greedy and stopping at
-    ``<|im_end|>`` like ``yi_helpers.load``.
+    """``(model, tokenizer)`` from a folder :func:`quantize` wrote, or from a quantized hub
+    model (``"01-ai/Yi-6B-Chat-4bits"``: downloaded first, safetensors only), greedy and
+    stopping at ``<|im_end|>`` like ``yi_helpers.load``.
 
     GPTQ folders load through GPTQModel (transformers would need the ``optimum`` package);
     everything else through ``yi_helpers.load``. ``dtype`` defaults to bfloat16 for quantized
     folders (the dtype they were quantized in).
-    """
-    from .loading import configure_chat_stopping, load
 
-    folder = Path(folder)
+    Raises:
+        FileNotFoundError: neither a folder with a ``config.json`` nor a hub id.
+        ModelNotAvailableError: a hub id that is not cached while the hub is unreachable.
+    """
+    from .loading import configure_chat_stopping, download, is_hub_id, load
+
+    folder = download(folder) if is_hub_id(folder) else Path(folder).expanduser()
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a model folder (no config.json): pass the out_dir that quantize() "
+            "wrote, or a quantized model's hub id such as '01-ai/Yi-6B-Chat-4bits'.")
     method = quant_method(folder)
     dtype = dtype or ("bfloat16" if method else "auto")
     if method != "gptq":
