@@ -20,17 +20,17 @@ def chatml_stop_config(tokenizer: Any, **extra: Any) -> str:
 
 
 def collect_stream(chunks: Iterable[Any]) -> tuple[str, str | None, int]:
-    """Exercise 2: ``(text, finish_reason, pieces)`` from a streamed chat completion: the reply
+    """Exercise 2: ``(text, finish_reason, n_pieces)`` from a streamed chat completion: the reply
     joined from the deltas, the last finish reason, and how many chunks carried text."""
-    text, finish, pieces = [], None, 0
+    text, finish, n_pieces = [], None, 0
     for chunk in chunks:
         for choice in chunk.choices or []:
             if choice.delta is not None and choice.delta.content:
                 text.append(choice.delta.content)
-                pieces += 1
+                n_pieces += 1
             if choice.finish_reason is not None:
                 finish = choice.finish_reason
-    return "".join(text), finish, pieces
+    return "".join(text), finish, n_pieces
 
 
 def safe_chat(client: Any, **request: Any) -> tuple[str | None, dict | None]:
