@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from yi_helpers.quantize import size_ratio
 from yi_helpers.solutions import lesson06
 
 
@@ -27,6 +28,8 @@ def test_decode_bound_yi6b():
     # Yi-6B-Chat in bf16 is about 12 GB: on 4.8 TB/s about 390 tokens/s at batch 1
     bound = lesson06.decode_bound("01-ai/Yi-6B-Chat", 4800, context_len=0)
     assert 380 < bound < 410
-    assert lesson06.decode_bound("01-ai/Yi-6B-Chat", 4800, bytes_per_weight=1, context_len=0) == (
-        pytest.approx(2 * bound))
+    # 4-bit AWQ: the linear layers shrink to a quarter, the 16-bit embedding and LM head do not
+    awq = lesson06.decode_bound("01-ai/Yi-6B-Chat", 4800, weight_bits=4, context_len=0)
+    assert bound / awq == pytest.approx(size_ratio("01-ai/Yi-6B-Chat", 4))
+    assert 2.5 * bound < awq < 4 * bound
     assert lesson06.decode_bound("01-ai/Yi-6B-Chat", 4800, context_len=4096, batch_size=16) < bound

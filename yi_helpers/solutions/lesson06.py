@@ -32,18 +32,17 @@ def letter_bias(items: list[dict], key: str = "pred_ll") -> dict[str, float]:
     return out
 
 
-def decode_bound(model_id: str, bandwidth_gbs: float, *, bytes_per_weight: float = 2.0,
-                 context_len: int = 1024, batch_size: int = 1) -> float:
+def decode_bound(model_id: str, bandwidth_gbs: float, *, weight_bits: int = 16,
+                 context_len: int = 1024, batch_size: int = 1, kv_bits: int = 16) -> float:
     """Exercise 3: the decode roofline (tokens/s per sequence) of a registry model, e.g.
-    Yi-6B-Chat in bf16 on a GPU with ``bandwidth_gbs`` of memory bandwidth."""
-    from ..gpu import decode_roofline_tokens_per_s
+    Yi-6B-Chat in bf16 on a GPU with ``bandwidth_gbs`` of memory bandwidth.
 
-    s = spec(model_id)
-    h, layers, inter = s.hidden_size, s.num_layers, s.intermediate_size
-    kv = s.num_kv_heads * s.head_dim
-    per_layer = h * h * 2 + h * kv * 2 + 3 * h * inter  # q, o; k, v; gate, up, down
-    embeddings = s.vocab_size * h * (1 if s.tie_embeddings else 2)
-    weights = (layers * per_layer + embeddings) * bytes_per_weight
-    kv_per_token = 2 * layers * kv * bytes_per_weight
-    return decode_roofline_tokens_per_s(weights, kv_per_token, context_len, bandwidth_gbs,
-                                        batch_size=batch_size)
+    The bytes read per step come from the planner: ``weight_bytes`` quantizes the decoder's
+    linear layers only (the embedding and LM head stay 16-bit, plus one scale and zero point
+    per group, as in AWQ and GPTQ files); the KV cache stays at ``kv_bits``."""
+    from ..gpu import decode_roofline_tokens_per_s
+    from ..models import weight_bytes
+
+    return decode_roofline_tokens_per_s(weight_bytes(model_id, weight_bits),
+                                        spec(model_id).kv_bytes_per_token(kv_bits), context_len,
+                                        bandwidth_gbs, batch_size=batch_size)
