@@ -250,7 +250,7 @@ def perplexity(model, tokenizer, text: str, *, window: int = 256, stride: int = 
     """Perplexity of ``text`` with a sliding window.
 
     Windows of ``window`` tokens start every ``stride`` tokens; each token is scored once, in the
-    first window where it is new, with up to ``window - stride`` tokens of context before it
+    first window where it is new, with at least ``window - stride`` tokens of context before it
     (the first ``window`` tokens have less). Returns ``ppl``, ``nll`` (mean, nats), ``tokens``
     (scored), ``windows``. ``max_tokens`` keeps only the text's first tokens (a faster check).
     """
