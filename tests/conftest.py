@@ -61,3 +61,26 @@ def tiny_llama_dir(tmp_path):
     LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture()
+def offline_hub_cache(monkeypatch, tmp_path):
+    """An empty Hugging Face cache with the hub switched off. Call the fixture's value with
+    ``(repo_id, folder)`` to put ``folder``'s files into the cache as that repository's
+    ``main`` snapshot, in the cache's own layout (``refs/main`` names the snapshot)."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+    def add(repo_id: str, folder: Path) -> None:
+        repo = cache / f"models--{repo_id.replace('/', '--')}"
+        shutil.copytree(folder, repo / "snapshots" / ("a" * 40))
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("a" * 40)
+
+    return add

@@ -67,13 +67,30 @@ def test_remote_code_and_pickles_are_refused(tmp_path):
         load(str(tmp_path))
 
 
-def test_offline_hub_id_fails_fast_with_advice(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+def test_offline_hub_id_fails_fast_with_advice(offline_hub_cache):
     start = time.perf_counter()
     with pytest.raises(ModelNotAvailableError, match="model='embedded'.*hf download 01-ai/Yi-6B-Chat"):
         load("01-ai/Yi-6B-Chat", check_memory=False)
     assert time.perf_counter() - start < 30
+
+
+def test_cached_hub_id_loads_offline_as_a_chat_model(offline_hub_cache, tiny_llama_dir):
+    offline_hub_cache("someone/tiny-chat", tiny_llama_dir)
+    model, tok = load("someone/tiny-chat", device="cpu")
+    assert model.config.hidden_size == 32
+    stops = model.generation_config.eos_token_id
+    assert tok.convert_tokens_to_ids("<|im_end|>") in (stops if isinstance(stops, list) else [stops])
+    assert model.generation_config.pad_token_id is not None  # set by configure_chat_stopping
+
+
+def test_cached_hub_repo_without_safetensors_is_refused(offline_hub_cache, tmp_path):
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text("{}")
+    (pickled / "pytorch_model.bin").write_bytes(b"\0")
+    offline_hub_cache("someone/pickled", pickled)
+    with pytest.raises(ValueError, match="safetensors only"):
+        load("someone/pickled", device="cpu")
 
 
 def test_too_big_is_refused_with_a_model_that_fits():

@@ -349,29 +349,15 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
 
 # --- load_quantized: folders and hub ids ---------------------------------------------------------
 
-def test_load_quantized_of_an_uncached_hub_id_offline_says_how_to_get_it(monkeypatch, tmp_path):
+def test_load_quantized_of_an_uncached_hub_id_offline_says_how_to_get_it(offline_hub_cache):
     from yi_helpers import ModelNotAvailableError
 
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
     with pytest.raises(ModelNotAvailableError, match="hf download 01-ai/Yi-6B-Chat-4bits"):
         q.load_quantized("01-ai/Yi-6B-Chat-4bits")
 
 
-def test_load_quantized_of_a_cached_hub_id_works_offline(monkeypatch, tmp_path, tiny_llama_dir):
-    import shutil
-
-    from huggingface_hub import constants
-
-    # the Hugging Face cache's layout: refs/main names the snapshot that holds the files
-    repo = tmp_path / "cache" / "models--someone--tiny-chat"
-    shutil.copytree(tiny_llama_dir, repo / "snapshots" / ("a" * 40))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("a" * 40)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+def test_load_quantized_of_a_cached_hub_id_works_offline(offline_hub_cache, tiny_llama_dir):
+    offline_hub_cache("someone/tiny-chat", tiny_llama_dir)
     model, tok = q.load_quantized("someone/tiny-chat")
     assert model.config.hidden_size == 32 and len(tok) == model.config.vocab_size
 

@@ -32,4 +32,8 @@ def test_decode_bound_yi6b():
     awq = lesson06.decode_bound("01-ai/Yi-6B-Chat", 4800, weight_bits=4, context_len=0)
     assert bound / awq == pytest.approx(size_ratio("01-ai/Yi-6B-Chat", 4))
     assert 2.5 * bound < awq < 4 * bound
+    # 8-bit: half the bytes of the linear layers, so almost (not quite) twice the speed
+    int8 = lesson06.decode_bound("01-ai/Yi-6B-Chat", 4800, weight_bits=8, context_len=0)
+    assert bound / int8 == pytest.approx(size_ratio("01-ai/Yi-6B-Chat", 8))
+    assert 1.5 * bound < int8 < 2 * bound
     assert lesson06.decode_bound("01-ai/Yi-6B-Chat", 4800, context_len=4096, batch_size=16) < bound

@@ -178,20 +178,32 @@ def download(repo_id: str, *, revision: str | None = None) -> Path:
 
     Raises:
         ModelNotAvailableError: not cached, and the hub is unreachable or refuses the id.
+        ValueError: the repository has no safetensors weights (pickles are never fetched).
     """
     from huggingface_hub import snapshot_download
 
     kwargs = dict(revision=revision, allow_patterns=list(SNAPSHOT_PATTERNS))
     try:
-        return Path(snapshot_download(repo_id, local_files_only=True, **kwargs))
-    except (OSError, ValueError):
-        pass  # not in the cache
-    if not _hub_reachable():
-        raise _not_available(repo_id) from None
-    try:
-        return Path(snapshot_download(repo_id, **kwargs))
-    except (OSError, ValueError) as err:  # unknown or gated repository, network errors
-        raise _not_available(repo_id, err) from err
+        folder = Path(snapshot_download(repo_id, local_files_only=True, **kwargs))
+    except (OSError, ValueError):  # not in the cache
+        if not _hub_reachable():
+            raise _not_available(repo_id) from None
+        try:
+            folder = Path(snapshot_download(repo_id, **kwargs))
+        except (OSError, ValueError) as err:  # unknown or gated repository, network errors
+            raise _not_available(repo_id, err) from err
+    return _with_safetensors(folder)
+
+
+def _with_safetensors(folder: Path) -> Path:
+    """``folder``, if it holds safetensors weights; else a ValueError saying what to do."""
+    if not any(folder.glob("*.safetensors")):
+        raise ValueError(
+            f"{folder} has no *.safetensors weights. This hub loads safetensors only "
+            "(pickled *.bin files can run code): convert the weights with "
+            "`model.save_pretrained(folder, safe_serialization=True)`."
+        )
+    return folder
 
 
 def _resolve_source(model: str) -> tuple[str, ModelSpec | None, bool]:
@@ -203,13 +215,7 @@ def _resolve_source(model: str) -> tuple[str, ModelSpec | None, bool]:
         return str(embedded.prepare(verbose=True)), REGISTRY["embedded"], True
     path = Path(model).expanduser()
     if path.is_dir():
-        if not any(path.glob("*.safetensors")):
-            raise ValueError(
-                f"{path} has no *.safetensors weights. This hub loads safetensors only "
-                "(pickled *.bin files can run code): convert the weights with "
-                "`model.save_pretrained(folder, safe_serialization=True)`."
-            )
-        return str(path), None, True
+        return str(_with_safetensors(path)), None, True
     try:
         s = spec(model)
         return s.id, s, False
@@ -288,36 +294,22 @@ def load(model: str = "embedded", *, device: str = "auto", dtype: Any = "auto",
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     source, registry_spec, is_local = _resolve_source(model)
-    if is_local and _needs_gptqmodel_loader(source):
+    if check_memory and registry_spec is not None and registry_spec.id != "embedded":
+        check_fits(registry_spec, device)  # before any download
+    if not is_local:  # the Hugging Face cache first (works offline), else the hub
+        source = str(download(source, revision=from_pretrained_kwargs.pop("revision", None)))
+    if _needs_gptqmodel_loader(source):
         # transformers loads GPTQ checkpoints only through `optimum`; GPTQModel loads them itself.
         from .quantize import load_quantized
 
         return load_quantized(source, device=device,
                               dtype=None if str(dtype).lower() == "auto" else dtype)
-    if check_memory and registry_spec is not None and registry_spec.id != "embedded":
-        check_fits(registry_spec, device)
 
     kwargs = dict(trust_remote_code=False, **from_pretrained_kwargs)
-    if not is_local:
-        try:  # the local Hugging Face cache first: works offline
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, **kwargs)
-            net_model_kwargs = dict(local_files_only=True)
-        except OSError:
-            if not _hub_reachable():
-                raise _not_available(source) from None
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            except OSError as err:
-                raise _not_available(source, err) from err
-            net_model_kwargs = {}
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        net_model_kwargs = {}
-
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     with _quiet_progress():
-        lm = AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch_dtype, use_safetensors=True, **net_model_kwargs, **kwargs
-        )
+        lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, use_safetensors=True,
+                                                  **kwargs)
     lm.to(device)
     lm.eval()
     chat = registry_spec.is_chat if registry_spec is not None else (
