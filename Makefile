@@ -17,6 +17,7 @@ help:
 	@echo "make notebooks  execute every notebook into build/notebooks/ and print a table"
 	@echo "make test       unit tests, notebook smoke runs, nbval and static notebook checks"
 	@echo "make lab        JupyterLab on notebooks/"
+	@echo "make gpu-check  on a CUDA machine: every notebook on the GPU and a Yi-6B-shaped model measured"
 
 setup: $(STAMP)
 

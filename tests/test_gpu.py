@@ -13,7 +13,7 @@ from conftest import ROOT
 from yi_helpers.gpu import (GpuReport, decode_roofline_tokens_per_s, decode_tokens_per_s,
                             inference_peak_gb, measure_bandwidth_gbs, memory_record, random_model,
                             record_dict, tiny_yi_config, yi_config)
-from yi_helpers.models import spec
+from yi_helpers.models import estimate_memory, spec
 
 
 @pytest.mark.parametrize("model", ["01-ai/Yi-6B", "01-ai/Yi-34B", "01-ai/Yi-1.5-9B"])
@@ -72,6 +72,17 @@ def test_memory_record_compares_with_estimate_and_readme():
     r = memory_record("01-ai/Yi-6B", 4, 2048, measured_gb=13.5)
     assert r.readme_gb == 13 and r.estimate_gb == pytest.approx(13.2, abs=0.1)
     assert record_dict(r)["estimate_error"] == pytest.approx(r.estimate_gb / 13.5 - 1)
+    assert r.weights == "bf16"
+
+
+def test_a_4bit_measurement_is_compared_with_4bit_numbers():
+    r = memory_record("01-ai/Yi-6B", 1, 4096, measured_gb=5.0, weight_bits=4, weights="nf4")
+    assert r.readme_gb == 4  # the README's Yi-6B-Chat-4bits row, not the bf16 row (12)
+    assert r.estimate_gb == pytest.approx(
+        estimate_memory("01-ai/Yi-6B", batch_size=1, context_len=4096, weight_bits=4).total_gb)
+    assert r.estimate_gb < memory_record("01-ai/Yi-6B", 1, 4096, 5.0).estimate_gb / 2
+    assert r.weights == "nf4" and record_dict(r)["weights"] == "nf4"
+    assert memory_record("01-ai/Yi-6B", 1, 4096, 5.0, weight_bits=3).readme_gb is None
 
 
 def test_report_json_and_markdown(tmp_path):
@@ -90,6 +101,7 @@ def test_report_json_and_markdown(tmp_path):
                                       "estimate_gb", "readme_gb", "estimate_error"}
     md = md_path.read_text()
     assert "| 01_loading_yi.ipynb | ok | 12.5 | 1.2 |" in md
+    assert "| 01-ai/Yi-6B | bf16 | 1 | 4096 | 13.0 |" in md
     assert "| 01-ai/Yi-6B | bf16 | 1 | 50.0 (49.0–51.0) | 200.0 | 25% |" in md
     assert "- 4-bit: --skip-4bit" in md
 
@@ -101,3 +113,64 @@ def test_runner_without_cuda_says_so_and_exits_cleanly(tmp_path):
     assert out.returncode == 0
     assert "No CUDA GPU" in out.stdout and "bitsandbytes" in out.stdout
     assert not (tmp_path / "report.json").exists()
+
+
+# The runner's own code (tools/gpu_check.py) on the CPU: a GPU session is short, a typo there
+# should fail here first.
+
+def test_run_yi_on_a_tiny_model(monkeypatch):
+    import gpu_check
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # importing it raises ImportError
+    report = GpuReport(device="cpu", torch_version=torch.__version__, started="now")
+    gpu_check.run_yi(report, [1, 2], 64, skip_4bit=False, model_id="tiny",
+                     config=tiny_yi_config(), device="cpu", bandwidth_mb=16)
+    assert [(m["batch_size"], m["context_len"], m["weights"]) for m in report.memory] == [
+        (1, 64, "bf16"), (2, 64, "bf16")]
+    assert report.memory[1]["measured_gb"] > report.memory[0]["measured_gb"] > 0
+    assert report.memory[0]["readme_gb"] is None  # not a model of the Yi README
+    (row,) = report.decode
+    assert row["weights"] == "bf16" and 0 < row["min"] <= row["tokens_per_s"] <= row["max"]
+    assert row["fraction"] == pytest.approx(row["tokens_per_s"] / row["roofline_tokens_per_s"])
+    assert report.skipped == ["4-bit: bitsandbytes is not installed (pip install bitsandbytes)"]
+    assert any(n.startswith("measured copy bandwidth") for n in report.notes)
+
+
+def test_run_notebooks_records_status_and_seconds(tmp_path):
+    import nbformat
+
+    import gpu_check
+
+    for name, body in (("01_ok.ipynb", "assert DEVICE == 'cpu', DEVICE"),
+                       ("02_broken.ipynb", "raise ValueError('broke on ' + DEVICE)"),
+                       ("03_other.ipynb", "print(DEVICE)")):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("DEVICE = 'cuda'", metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(body)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nbformat.write(nb, tmp_path / name)
+    report = GpuReport(device="cpu", torch_version="x", started="now")
+    gpu_check.run_notebooks(report, tmp_path / "out", folder=tmp_path, match="_o",
+                            parameters={"DEVICE": "cpu"})
+    assert [n["notebook"] for n in report.notebooks] == ["01_ok.ipynb", "03_other.ipynb"]
+    gpu_check.run_notebooks(report, tmp_path / "out", folder=tmp_path, match="02",
+                            parameters={"DEVICE": "cpu"})
+    ok, _, broken = report.notebooks
+    assert ok["status"] == "ok" and ok["seconds"] > 0
+    assert broken["status"] == "FAILED: ValueError: broke on cpu"
+    assert (tmp_path / "out" / "notebooks" / "01_ok.ipynb").exists()
+
+
+def test_dry_run_checks_the_whole_runner_without_a_gpu(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--dry-run",
+                          "--skip-4bit", "--batches", "1", "4", "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["device"].startswith("CPU dry run")  # never mistaken for a GPU report
+    assert [m["batch_size"] for m in data["memory"]] == [1, 4]
+    assert {m["context_len"] for m in data["memory"]} == {256}
+    assert data["decode"][0]["fraction"] > 0
+    assert data["skipped"] == ["notebooks: --dry-run without -k", "4-bit (bitsandbytes): --skip-4bit"]
+    assert "| tiny-Yi-6B-shaped | bf16 | 4 | 256 |" in (tmp_path / "report.md").read_text()

@@ -1,7 +1,8 @@
 """GPU runner: every notebook on CUDA, and a Yi-6B-shaped model measured. `make gpu-check`.
 
-    python tools/gpu_check.py [--out reports/gpu] [--quick] [--skip-notebooks] [--skip-yi]
-                              [--skip-4bit] [--batches 1 4 16 32] [--context 4096]
+    python tools/gpu_check.py [--out reports/gpu] [--quick] [--skip-notebooks] [-k 05]
+                              [--skip-yi] [--skip-4bit] [--batches 1 4 16 32] [--context 4096]
+    python tools/gpu_check.py --dry-run     # no GPU: checks the runner itself in seconds
 
 On a machine without CUDA it says so and exits 0. On a CUDA machine it first says which of the
 wheels the notebooks need are missing (`python tools/wheels.py` lists them all).
@@ -62,13 +63,17 @@ class GpuMemoryPoller:
         self._thread.join()
 
 
-def run_notebooks(report, out_dir: Path) -> None:
+def run_notebooks(report, out_dir: Path, *, folder: Path = ROOT / "notebooks", match: str = "",
+                  parameters: dict | None = None) -> None:
+    """Every lesson notebook in ``folder`` (names containing ``match``) with papermill, one at a
+    time, each with its seconds and the peak GPU memory it added (``nvidia-smi``)."""
     from run_notebooks import discover, run
 
-    for nb in discover(ROOT / "notebooks"):
+    parameters = {"DEVICE": "cuda"} if parameters is None else parameters
+    for nb in discover(folder, match):
         baseline = GpuMemoryPoller.used_gb() or 0.0
         with GpuMemoryPoller() as poller:
-            result = run(nb, out_dir / "notebooks", {"DEVICE": "cuda"})
+            result = run(nb, out_dir / "notebooks", parameters)
         status = "ok" if result["status"] == "ok" else f"FAILED: {result['error'][:200]}"
         peak = None if poller.peak is None else max(poller.peak - baseline, 0.0)
         report.notebooks.append({"notebook": nb.name, "status": status,
@@ -76,77 +81,121 @@ def run_notebooks(report, out_dir: Path) -> None:
         print(f"{nb.name}: {status} in {result['seconds']:.0f} s", flush=True)
 
 
-def run_yi(report, batches: list[int], context: int, skip_4bit: bool) -> None:
-    import torch
-
-    from yi_helpers.gpu import (decode_roofline_tokens_per_s, decode_tokens_per_s,
-                                inference_peak_gb, measure_bandwidth_gbs, memory_record,
-                                random_model, record_dict, yi_config)
-    from yi_helpers.models import spec, weight_bytes
-
-    model_id = "01-ai/Yi-6B"
-    start = time.perf_counter()
-    model = random_model(yi_config(model_id), dtype=torch.bfloat16, device="cuda")
-    report.notes.append(f"random {model_id} built on the GPU in {time.perf_counter() - start:.0f} s")
-    for batch in batches:
-        try:
-            gb = inference_peak_gb(model, batch, context)
-            report.memory.append(record_dict(memory_record(model_id, batch, context, gb)))
-        except torch.OutOfMemoryError:
-            report.skipped.append(f"memory at batch {batch}: out of GPU memory")
-            torch.cuda.empty_cache()
-        print(f"memory batch {batch}: done", flush=True)
-    bandwidth = measure_bandwidth_gbs("cuda")
-    report.notes.append(f"measured copy bandwidth: {bandwidth:.0f} GB/s")
-    s = spec(model_id)
-    rate = decode_tokens_per_s(model, batch_size=1, prompt_len=128, new_tokens=64)
-    roof = decode_roofline_tokens_per_s(weight_bytes(s, 16), s.kv_bytes_per_token(), 128 + 32,
-                                        bandwidth)
-    report.decode.append({"model": model_id, "weights": "bf16", "batch_size": 1,
-                          "tokens_per_s": rate["median"], "min": rate["min"], "max": rate["max"],
-                          "roofline_tokens_per_s": roof, "fraction": rate["median"] / roof})
-    del model
-    torch.cuda.empty_cache()
+def _bitsandbytes_ready(report, skip_4bit: bool) -> bool:
     if skip_4bit:
         report.skipped.append("4-bit (bitsandbytes): --skip-4bit")
-        return
+        return False
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
         report.skipped.append("4-bit: bitsandbytes is not installed (pip install bitsandbytes)")
-        return
-    from transformers import BitsAndBytesConfig, LlamaForCausalLM
+        return False
+    return True
+
+
+def _decode_row(model, model_id: str, weights: str, weight_bytes: float, kv_bytes_per_token: int,
+                bandwidth: float) -> dict:
+    from yi_helpers.gpu import decode_roofline_tokens_per_s, decode_tokens_per_s
+
+    prompt, new = 128, 64
+    rate = decode_tokens_per_s(model, batch_size=1, prompt_len=prompt, new_tokens=new)
+    # the average context while decoding: the prompt plus half the new tokens
+    roof = decode_roofline_tokens_per_s(weight_bytes, kv_bytes_per_token, prompt + new // 2,
+                                        bandwidth)
+    return {"model": model_id, "weights": weights, "batch_size": 1,
+            "tokens_per_s": rate["median"], "min": rate["min"], "max": rate["max"],
+            "roofline_tokens_per_s": roof, "fraction": rate["median"] / roof}
+
+
+def run_yi(report, batches: list[int], context: int, skip_4bit: bool, *,
+           model_id: str = "01-ai/Yi-6B", config=None, device: str = "cuda",
+           bandwidth_mb: int = 1024) -> None:
+    """The random Yi-shaped model in bf16: peak memory per batch size, copy bandwidth, decode
+    speed against the roofline; then the same weights in 4-bit NF4 where bitsandbytes is there.
+
+    ``config`` defaults to ``model_id``'s registry config; a small one (``tiny_yi_config``) on
+    ``device="cpu"`` checks this code without a GPU (``--dry-run``, and the tests).
+    """
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:  # bitsandbytes quantizes at load time
-        random_model(yi_config(model_id), dtype=torch.bfloat16, device="cpu").save_pretrained(tmp)
+    import torch
+
+    from yi_helpers.gpu import (inference_peak_gb, measure_bandwidth_gbs, memory_record,
+                                random_model, record_dict, yi_config)
+    from yi_helpers.models import spec, spec_from_config, weight_bytes
+
+    s = spec(model_id) if config is None else spec_from_config(config, id=model_id, kind="base")
+    config = yi_config(s) if config is None else config
+    four_bit = _bitsandbytes_ready(report, skip_4bit)
+
+    def free() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        model = random_model(config, dtype=torch.bfloat16, device=device)
+        report.notes.append(f"random {model_id} built on {device} in "
+                            f"{time.perf_counter() - start:.0f} s")
+        for batch in batches:
+            try:
+                gb = inference_peak_gb(model, batch, context)
+                report.memory.append(record_dict(memory_record(s, batch, context, gb)))
+            except torch.OutOfMemoryError:
+                report.skipped.append(f"memory at batch {batch}: out of GPU memory")
+                free()
+            print(f"memory batch {batch}: done", flush=True)
+        bandwidth = measure_bandwidth_gbs(device, size_mb=bandwidth_mb)
+        report.notes.append(f"measured copy bandwidth: {bandwidth:.0f} GB/s")
+        report.decode.append(_decode_row(model, s.id, "bf16", weight_bytes(s, 16),
+                                         s.kv_bytes_per_token(), bandwidth))
+        print("decode bf16: done", flush=True)
+        if four_bit:  # bitsandbytes quantizes while loading: save the same weights first
+            model.save_pretrained(tmp)
+        del model
+        free()
+        if not four_bit:
+            return
+        from transformers import BitsAndBytesConfig, LlamaForCausalLM
+
         q = LlamaForCausalLM.from_pretrained(
-            tmp, quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                        bnb_4bit_compute_dtype=torch.bfloat16),
-            device_map="cuda").eval()
+            tmp, dtype=torch.bfloat16, device_map=device,
+            quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                   bnb_4bit_compute_dtype=torch.bfloat16)).eval()
     gb = inference_peak_gb(q, 1, context)
-    report.memory.append(record_dict(memory_record(model_id, 1, context, gb)) | {"weights": "nf4"})
-    rate = decode_tokens_per_s(q, batch_size=1, prompt_len=128, new_tokens=64)
-    roof = decode_roofline_tokens_per_s(weight_bytes(s, 4), s.kv_bytes_per_token(), 160, bandwidth)
-    report.decode.append({"model": model_id, "weights": "nf4", "batch_size": 1,
-                          "tokens_per_s": rate["median"], "min": rate["min"], "max": rate["max"],
-                          "roofline_tokens_per_s": roof, "fraction": rate["median"] / roof})
+    report.memory.append(record_dict(memory_record(s, 1, context, gb, weight_bits=4,
+                                                   weights="nf4")))
+    report.decode.append(_decode_row(q, s.id, "nf4", weight_bytes(s, 4), s.kv_bytes_per_token(),
+                                     bandwidth))
+    print("4-bit: done", flush=True)
+
+
+DRY_RUN_DEVICE = "CPU dry run (tiny Yi-shaped model): checks the runner, measures no GPU"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "gpu")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="report folder (default reports/gpu, or build/gpu-dry-run)")
     parser.add_argument("--skip-notebooks", action="store_true")
+    parser.add_argument("-k", "--match", default="",
+                        help="only the notebooks whose name contains this (e.g. -k 05)")
     parser.add_argument("--skip-yi", action="store_true")
     parser.add_argument("--skip-4bit", action="store_true")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 32])
     parser.add_argument("--context", type=int, default=4096)
     parser.add_argument("--quick", action="store_true",
                         help="skip the slow parts: 4-bit, and batch sizes above 4")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="no GPU needed: run the runner itself on the CPU in seconds, with a "
+                             "tiny Yi-shaped model and a 256-token context; notebooks only with "
+                             "-k (DEVICE='cpu')")
     args = parser.parse_args(argv)
     if args.quick:
         args.skip_4bit = True
         args.batches = [b for b in args.batches if b <= 4] or [1]
+    if args.out is None:
+        args.out = ROOT / "build" / "gpu-dry-run" if args.dry_run else ROOT / "reports" / "gpu"
 
     wheels = notebook_wheels()
     try:
@@ -155,26 +204,34 @@ def main(argv: list[str] | None = None) -> int:
         print("torch is not installed. The GPU runner needs a CUDA build of torch and these "
               "wheels (python tools/wheels.py prints this list):\n" + requirements_text(wheels))
         return 1
-    if not torch.cuda.is_available():
+    if not args.dry_run and not torch.cuda.is_available():
         print("No CUDA GPU visible to torch (torch.cuda.is_available() is False): nothing to run "
               "here. Run `make gpu-check` on a machine with an NVIDIA GPU and a CUDA build of "
-              "torch. It needs these wheels (python tools/wheels.py prints this list):\n"
+              "torch (`python tools/gpu_check.py --dry-run` checks the runner on this CPU). It "
+              "needs these wheels (python tools/wheels.py prints this list):\n"
               + requirements_text(wheels))
         return 0
     problems = check(wheels)
     print(wheel_report(problems), flush=True)
 
-    from yi_helpers.gpu import GpuReport
+    from yi_helpers.gpu import GpuReport, tiny_yi_config
 
-    report = GpuReport(device=torch.cuda.get_device_name(0), torch_version=torch.__version__,
+    device = "cpu" if args.dry_run else "cuda"
+    report = GpuReport(device=DRY_RUN_DEVICE if args.dry_run else torch.cuda.get_device_name(0),
+                       torch_version=torch.__version__,
                        started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     report.notes += [f"wheel {p}" for p in problems]
-    if args.skip_notebooks:
-        report.skipped.append("notebooks: --skip-notebooks")
+    if args.skip_notebooks or (args.dry_run and not args.match):
+        why = "--skip-notebooks" if args.skip_notebooks else "--dry-run without -k"
+        report.skipped.append(f"notebooks: {why}")
     else:
-        run_notebooks(report, args.out)
+        run_notebooks(report, args.out, match=args.match, parameters={"DEVICE": device})
     if args.skip_yi:
         report.skipped.append("Yi-shaped model: --skip-yi")
+    elif args.dry_run:
+        run_yi(report, args.batches, min(args.context, 256), args.skip_4bit,
+               model_id="tiny-Yi-6B-shaped", config=tiny_yi_config(), device="cpu",
+               bandwidth_mb=64)
     else:
         run_yi(report, args.batches, args.context, args.skip_4bit)
     json_path, md_path = report.write(args.out)

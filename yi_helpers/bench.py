@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from .corpus import data_path
-from .gpu import _cache_kwarg, _sync
+from .gpu import _cache_kwarg, _out_cache, _sync
 
 SCHEMA_VERSION = 2  # 2: speed records name their KV cache ("dynamic" | "static") and "compiled"
 LETTERS = ("A", "B", "C", "D")
@@ -139,11 +139,6 @@ def _encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int],
     whole = tokenizer.encode(context + continuation)
     ctx = tokenizer.encode(context)
     return ctx, whole[len(ctx):]
-
-
-def _out_cache(out):
-    """The KV cache a forward pass returned (transformers 5.2x names it ``cache``)."""
-    return out["cache"] if "cache" in out else out.past_key_values
 
 
 class _PrefixCache:

@@ -63,6 +63,11 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def _out_cache(out):
+    """The KV cache a forward pass returned (transformers 5.2x names it ``cache``)."""
+    return out["cache"] if "cache" in out else out.past_key_values
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -81,12 +86,12 @@ def inference_peak_gb(model, batch_size: int, context_len: int) -> float:
         out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
         nxt = out.logits[:, -1:].argmax(-1)
         out = model(input_ids=nxt, use_cache=True, logits_to_keep=1,
-                    **{_cache_kwarg(model): out.past_key_values})
+                    **{_cache_kwarg(model): _out_cache(out)})
     _sync(device)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
     else:
-        cache = out.past_key_values
+        cache = _out_cache(out)
         kv = sum(t.numel() * t.element_size() for layer in cache.layers
                  for t in (layer.keys, layer.values))
         peak = sum(p.numel() * p.element_size() for p in model.parameters()) + kv
@@ -152,21 +157,33 @@ class MemoryRecord:
     measured_gb: float
     estimate_gb: float
     readme_gb: float | None
+    weights: str = "bf16"
 
     @property
     def estimate_error(self) -> float:
         return self.estimate_gb / self.measured_gb - 1
 
 
-def memory_record(model_id: str, batch_size: int, context_len: int,
-                  measured_gb: float) -> MemoryRecord:
-    """A measurement next to ``estimate_memory`` and, where it has the cell, the Yi README."""
+#: The Yi README's memory table has a row per chat model; its quantized rows are the
+#: published AWQ 4-bit (``-Chat-4bits``) and GPTQ 8-bit (``-Chat-8bits``) models.
+_README_SUFFIX = {16: "", 8: "-8bits", 4: "-4bits"}
+
+
+def memory_record(model: str | ModelSpec, batch_size: int, context_len: int,
+                  measured_gb: float, *, weight_bits: int = 16,
+                  weights: str | None = None) -> MemoryRecord:
+    """A measurement next to ``estimate_memory`` at the same ``weight_bits`` and, where it has
+    the cell, the Yi README (a 4-bit measurement is compared with the README's 4-bit row)."""
+    s = spec(model)
     # the README's table lists chat models; a base model has the chat model's shapes
-    readme_model = model_id if model_id.endswith("Chat") else f"{model_id}-Chat"
+    chat = s.id if s.id.endswith("Chat") else f"{s.id}-Chat"
+    readme_model = chat + _README_SUFFIX[weight_bits] if weight_bits in _README_SUFFIX else None
     readme = (REGISTRY[readme_model].readme_memory_gb.get(batch_size)
               if readme_model in REGISTRY else None)
-    est = estimate_memory(model_id, batch_size=batch_size, context_len=context_len).total_gb
-    return MemoryRecord(model_id, batch_size, context_len, measured_gb, est, readme)
+    est = estimate_memory(s, batch_size=batch_size, context_len=context_len,
+                          weight_bits=weight_bits).total_gb
+    label = weights or ("bf16" if weight_bits == 16 else f"{weight_bits}-bit")
+    return MemoryRecord(s.id, batch_size, context_len, measured_gb, est, readme, label)
 
 
 @dataclass
@@ -196,10 +213,11 @@ class GpuReport:
                       f"{_fmt(n.get('peak_gpu_gb'))} |" for n in self.notebooks]
             lines.append("")
         if self.memory:
-            lines += ["## Yi-shaped model, bf16, random weights: peak memory", "",
-                      "| model | batch | context | measured GB | estimate GB | error | Yi README GB |",
-                      "|---|---|---|---|---|---|---|"]
-            lines += [f"| {m['model']} | {m['batch_size']} | {m['context_len']} | "
+            lines += ["## Yi-shaped model, random weights: peak memory", "",
+                      "| model | weights | batch | context | measured GB | estimate GB | error | "
+                      "Yi README GB |", "|---|---|---|---|---|---|---|---|"]
+            lines += [f"| {m['model']} | {m.get('weights', 'bf16')} | {m['batch_size']} | "
+                      f"{m['context_len']} | "
                       f"{m['measured_gb']:.1f} | {m['estimate_gb']:.1f} | "
                       f"{m['estimate_error']:+.0%} | {_fmt(m.get('readme_gb'))} |"
                       for m in self.memory]
