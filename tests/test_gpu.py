@@ -174,3 +174,34 @@ def test_dry_run_checks_the_whole_runner_without_a_gpu(tmp_path):
     assert data["decode"][0]["fraction"] > 0
     assert data["skipped"] == ["notebooks: --dry-run without -k", "4-bit (bitsandbytes): --skip-4bit"]
     assert "| tiny-Yi-6B-shaped | bf16 | 4 | 256 |" in (tmp_path / "report.md").read_text()
+
+
+# Inputs made on the CPU, models and tensors on the GPU: these run where CUDA is present (the
+# CPU suite cannot mix devices).
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_cpu_prompt_with_a_model_on_the_gpu(tiny_model):
+    import copy
+
+    from yi_helpers import bench
+
+    gpu = copy.deepcopy(tiny_model).to("cuda")
+    ids = torch.randint(3, 1000, (2, 8), generator=torch.Generator().manual_seed(0))
+    tokens = bench.greedy_tokens(gpu, ids, 4, static_cache=True)
+    assert tokens.shape == (2, 4) and tokens.device.type == "cuda"
+
+
+@needs_cuda
+def test_package_maths_stays_on_the_gpu():
+    from yi_helpers.quantize import gptq_quantize_weight, pack_awq_gemm, rtn_codes
+    from yi_helpers.sampling import transform
+
+    probs = transform(torch.randn(2, 50, device="cuda"), repetition_penalty=1.3,
+                      input_ids=[[1, 2], [3, 4]])
+    assert probs["final"].device.type == "cuda"
+    w, x = torch.randn(16, 64, device="cuda"), torch.randn(256, 64, device="cuda")
+    assert gptq_quantize_weight(w, x.T @ x, bits=4, group_size=32).device.type == "cuda"
+    codes, zeros, steps = rtn_codes(w, bits=4, group_size=32)
+    assert pack_awq_gemm(codes, zeros, steps)["qweight"].device.type == "cuda"

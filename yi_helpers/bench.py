@@ -333,7 +333,8 @@ def _one_generation(model, ids: torch.Tensor, new_tokens: int, *, static_cache: 
     greedy generation. ``static_cache``: a preallocated ``StaticCache`` of ``cache_len`` slots
     (fixed shapes, what torch.compile needs); ``decode_forward``: the callable for the decode
     steps (for example ``torch.compile(model.forward)``), the prefill always runs ``model``."""
-    device = ids.device
+    device = next(model.parameters()).device
+    ids = ids.to(device)  # a prompt made on the CPU works with a model on the GPU
     key = _cache_kwarg(model)
     batch, length = ids.shape
     step = decode_forward or model

@@ -187,9 +187,9 @@ def gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, bits: int 
     dead = torch.diag(H) == 0  # inputs that were always 0: their weights never matter
     H[dead, dead] = 1
     W[:, dead] = 0
-    H += damp * torch.mean(torch.diag(H)) * torch.eye(cols)
+    H += damp * torch.mean(torch.diag(H)) * torch.eye(cols, device=H.device)
     levels = 2 ** bits - 1
-    order = torch.arange(cols)
+    order = torch.arange(cols, device=W.device)
     if act_order:  # fixed grids per group, then the most active columns first
         step, zero = _grid(W.reshape(rows, cols // group_size, group_size), bits, symmetric)
         steps, zeros = step.repeat_interleave(group_size, 1), zero.repeat_interleave(group_size, 1)
@@ -273,7 +273,7 @@ def pack_awq_gemm(codes: torch.Tensor, zeros: torch.Tensor, steps: torch.Tensor
     def pack(values: torch.Tensor) -> torch.Tensor:
         v = values.T.to(torch.int64)
         v = v.reshape(v.shape[0], -1, 8)[..., list(AWQ_PACK_ORDER)]
-        words = (v << torch.arange(0, 32, 4)).sum(-1)
+        words = (v << torch.arange(0, 32, 4, device=v.device)).sum(-1)
         return torch.where(words >= 2 ** 31, words - 2 ** 32, words).to(torch.int32)
 
     return {"qweight": pack(codes), "qzeros": pack(zeros),

@@ -68,7 +68,8 @@ def transform(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int = 0,
     if repetition_penalty != 1.0:
         if input_ids is None:
             raise ValueError("repetition_penalty needs input_ids (the tokens generated so far)")
-        ids = torch.as_tensor(input_ids, dtype=torch.long).reshape(scores.shape[0], -1)
+        ids = torch.as_tensor(input_ids, dtype=torch.long, device=scores.device)
+        ids = ids.reshape(scores.shape[0], -1)
         seen = torch.zeros_like(scores, dtype=torch.bool).scatter(1, ids, True)
         penalised = torch.where(scores < 0, scores * repetition_penalty, scores / repetition_penalty)
         scores = torch.where(seen, penalised, scores)
