@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from yi_helpers.finetune import memory
 from yi_helpers.finetune.config import (ConfigError, FinetuneConfig, example_configs,
@@ -142,6 +143,21 @@ def test_qlora_on_cpu_is_refused():
         resolve_runtime(FinetuneConfig(device="cpu", quantization="4bit"))
     rt = resolve_runtime(FinetuneConfig(device="cpu"))
     assert (rt.quantization, rt.dtype, rt.gradient_checkpointing) == ("none", "float32", False)
+
+
+def test_a_model_passed_in_is_trained_as_it_was_loaded():
+    from yi_helpers.finetune.train import Runtime, runtime_for_model
+
+    # what "auto" becomes on a GPU: QLoRA, for the model train() would load itself
+    gpu = Runtime(device="cuda", load_device="cuda", dtype="bfloat16", quantization="4bit",
+                  gradient_checkpointing=True, distributed="no")
+
+    class Loaded:  # what transformers sets on a model from_pretrained loaded in 4-bit
+        is_loaded_in_4bit = True
+
+    assert runtime_for_model(gpu, torch.nn.Linear(2, 2)).quantization == "none"
+    assert runtime_for_model(gpu, Loaded()).quantization == "4bit"
+    assert runtime_for_model(gpu, torch.nn.Linear(2, 2)).dtype == "bfloat16"  # the rest kept
 
 
 # --- memory -----------------------------------------------------------------------------------

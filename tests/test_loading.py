@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from yi_helpers import ModelNotAvailableError, NotEnoughMemoryError, load
-from yi_helpers.loading import (IM_END, check_fits, configure_chat_stopping, resolve_device,
-                                resolve_dtype)
+from yi_helpers.loading import (IM_END, check_fits, configure_chat_stopping, load_dtype,
+                                resolve_device, resolve_dtype)
 
 
 def test_embedded_loads_in_eval_mode_on_cpu(embedded):
@@ -43,6 +43,14 @@ def test_dtypes():
     for bad in ["int8", "float64", None, torch.int8]:
         with pytest.raises(ValueError, match="dtype"):
             resolve_dtype(bad, "cpu")
+
+
+def test_the_embedded_model_stays_float32_on_a_gpu():
+    # "auto" on a GPU would be bf16: the lessons' greedy outputs and checks come from float32
+    assert load_dtype("embedded", "auto", "cuda") == torch.float32
+    assert load_dtype("embedded", "bfloat16", "cuda") == torch.bfloat16  # asked for: given
+    assert load_dtype("01-ai/Yi-6B-Chat", "auto", "cpu") == torch.float32
+    assert load_dtype(None, "float16", "cuda") == torch.float16
 
 
 def test_unknown_model_lists_the_known_ones():

@@ -3,7 +3,6 @@ quantize -> save -> reload round trip on a tiny Llama (seconds)."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -337,7 +336,8 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
         with pytest.raises(ValueError, match="fresh load"):
             q.dequantize(reloaded)  # its int4 kernel repacked the weights at the first forward
         fresh = q.load_quantized(result.out_dir)[0]  # a copy dequantizes, the kernel stays
-        copied = q.dequantize(copy.deepcopy(fresh))
+        copied = q.dense_copy(fresh, result.out_dir)
+        assert copied is not fresh and any(hasattr(m, "qweight") for m in fresh.modules())
         assert q.perplexity(fresh, tok2, text) == pytest.approx(ppl, rel=1e-4)
         assert torch.equal(copied.model.layers[1].mlp.down_proj.weight, result.before_save[2])
     if method == "gptq":  # yi_helpers.load hands GPTQ folders to GPTQModel (no optimum here)

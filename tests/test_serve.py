@@ -349,4 +349,7 @@ def test_pick_device():
     assert S.pick_device("cpu") == ("cpu", "float32")
     device, dtype = S.pick_device("auto")
     assert device == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert dtype == ("float32" if device == "cpu" else "bfloat16")
+    assert dtype == "float32"  # the embedded model: float32 on any device
+    assert S.pick_device("cuda") == ("cuda", "float32")
+    assert S.pick_device("cuda", "01-ai/Yi-6B-Chat") == ("cuda", "bfloat16")
+    assert S.pick_device("cpu", "01-ai/Yi-6B-Chat") == ("cpu", "float32")

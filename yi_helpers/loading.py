@@ -73,6 +73,19 @@ def resolve_device(device: str = "auto") -> str:
     return name
 
 
+def _is_auto(dtype: Any) -> bool:
+    return isinstance(dtype, str) and dtype.strip().lower() == "auto"
+
+
+def load_dtype(model_id: str | None, dtype: Any, device: str):
+    """The dtype :func:`load` gives ``model_id``: :func:`resolve_dtype`, except that ``"auto"``
+    keeps the tiny embedded model in float32 on a GPU too, so that the lessons' outputs and
+    checks are the same there as on the CPU they were written on."""
+    if model_id == "embedded" and _is_auto(dtype):
+        dtype = "float32"
+    return resolve_dtype(dtype, device)
+
+
 def resolve_dtype(dtype: Any = "auto", device: str = "cpu"):
     """``"auto"`` → bfloat16 on a GPU that supports it (float16 otherwise), float32 on a CPU.
 
@@ -278,7 +291,8 @@ def load(model: str = "embedded", *, device: str = "auto", dtype: Any = "auto",
         model: ``"embedded"`` (default, offline), a registry id such as ``"01-ai/Yi-6B-Chat"``,
             any other hub id, or a local folder with safetensors weights.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        dtype: ``"auto"`` (bf16 on GPU, fp32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        dtype: ``"auto"`` (bf16 on GPU, fp32 on CPU; the embedded model fp32 everywhere),
+            ``"float32"``, ``"bfloat16"``, ``"float16"``.
         check_memory: refuse, with advice, a registry model that would not fit on the device.
         from_pretrained_kwargs: passed on to ``from_pretrained`` (``revision=...`` for example).
 
@@ -292,8 +306,8 @@ def load(model: str = "embedded", *, device: str = "auto", dtype: Any = "auto",
             raise ValueError(f"{option} cannot be changed: the hub never runs remote code "
                              "and loads safetensors only.")
     device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device)
     source, registry_spec, is_local = _resolve_source(model)
+    torch_dtype = load_dtype(registry_spec.id if registry_spec else None, dtype, device)
     if check_memory and registry_spec is not None and registry_spec.id != "embedded":
         check_fits(registry_spec, device)  # before any download
     if not is_local:  # the Hugging Face cache first (works offline), else the hub
@@ -302,15 +316,15 @@ def load(model: str = "embedded", *, device: str = "auto", dtype: Any = "auto",
         # transformers loads GPTQ checkpoints only through `optimum`; GPTQModel loads them itself.
         from .quantize import load_quantized
 
-        return load_quantized(source, device=device,
-                              dtype=None if str(dtype).lower() == "auto" else dtype)
+        return load_quantized(source, device=device, dtype=None if _is_auto(dtype) else dtype)
 
     kwargs = dict(trust_remote_code=False, **from_pretrained_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    if device != "cpu":  # straight onto the GPU; quantized layers pick that device's kernels
+        kwargs.setdefault("device_map", {"": device})
     with _quiet_progress():
         lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, use_safetensors=True,
                                                   **kwargs)
-    lm.to(device)
     lm.eval()
     chat = registry_spec.is_chat if registry_spec is not None else (
         IM_END in tokenizer.get_vocab())

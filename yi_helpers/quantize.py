@@ -772,6 +772,21 @@ def _dense_weight(module: Any) -> torch.Tensor | None:
     return None
 
 
+def dense_copy(model: Any, folder: str | os.PathLike) -> Any:
+    """A float32 copy of a loaded quantized ``model`` holding the weights its ``folder`` stores,
+    on the model's device (the model itself is kept, with its kernels, for timing).
+
+    On a CPU: :func:`dequantize` of a ``copy.deepcopy`` (call it before the model's first
+    forward pass). On a GPU the copy is dequantized from a fresh CPU load of ``folder``: the
+    CUDA kernels GPTQModel picks there (Marlin, Machete, ExLlama) repack the weights and cannot
+    give them back.
+    """
+    device = next(model.parameters()).device
+    if device.type == "cpu":
+        return dequantize(copy.deepcopy(model))
+    return dequantize(load_quantized(folder, device="cpu")[0]).to(device)
+
+
 def dequantize(model: Any) -> Any:
     """Replace every GPTQ, AWQ or torchao int8 layer of a loaded model by a float32
     ``nn.Linear`` holding the weights it dequantizes to, and cast the model to float32 (in
@@ -796,7 +811,8 @@ def dequantize(model: Any) -> Any:
         if weight is None:
             continue
         bias = getattr(module, "bias", None)
-        dense = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        dense = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                                device=weight.device)
         with torch.no_grad():
             dense.weight.copy_(weight)
             if bias is not None:

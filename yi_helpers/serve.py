@@ -120,15 +120,16 @@ def resolve_model(model: str | os.PathLike) -> tuple[Path | None, str]:
     return None, name
 
 
-def pick_device(device: str = "auto") -> tuple[str, str]:
+def pick_device(device: str = "auto", model: str = "embedded") -> tuple[str, str]:
     """→ (device, dtype) for the server: ``"auto"`` is cuda when torch sees a GPU, else cpu;
-    float32 on a CPU (greedy replies match ``yi_helpers.chat``), bfloat16 on a GPU.
+    float32 on a CPU and for the tiny embedded model everywhere (greedy replies match
+    ``yi_helpers.chat``), bfloat16 for a Yi model on a GPU.
     (Light: unlike ``yi_helpers.loading`` it imports no transformers model code.)"""
     import torch
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return device, ("float32" if device == "cpu" else "bfloat16")
+    return device, ("float32" if device == "cpu" or model == "embedded" else "bfloat16")
 
 
 def server_command(model: str, *, host: str = LOOPBACK, port: int = 8000, device: str = "cpu",

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -58,6 +58,14 @@ def resolve_runtime(cfg: FinetuneConfig) -> Runtime:
     return Runtime(device=device, load_device="cpu" if fsdp else device, dtype=dtype,
                    quantization=quant, gradient_checkpointing=bool(checkpointing),
                    distributed=distributed)
+
+
+def runtime_for_model(rt: Runtime, model: Any) -> Runtime:
+    """The runtime for a model handed to :func:`train`: it is trained as it was loaded, so QLoRA
+    only if it holds 4-bit weights (``"auto"`` chooses 4-bit on a GPU for models ``train``
+    loads itself; preparing a 16/32-bit model for k-bit training would upcast it all)."""
+    quantized = bool(getattr(model, "is_loaded_in_4bit", False))
+    return replace(rt, quantization="4bit" if quantized else "none")
 
 
 def bnb_4bit_config(dtype: str = "bfloat16"):
@@ -402,6 +410,8 @@ def train(cfg: FinetuneConfig, *, model=None, tokenizer=None, resume: bool = Tru
         model, tokenizer = load_base(cfg, rt)
     elif tokenizer is None:
         raise ValueError("pass the tokenizer together with the model")
+    else:
+        rt = runtime_for_model(rt, model)
     template = template_for(cfg, tokenizer)
     replayed: list[dict] = []
     if cfg.replay_questions:  # the base model's own replies, asked before any adapter exists
