@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from yi_helpers import ModelNotAvailableError, NotEnoughMemoryError, load
-from yi_helpers.loading import (IM_END, check_fits, configure_chat_stopping, load_dtype,
-                                resolve_device, resolve_dtype)
+from yi_helpers.loading import IM_END, check_fits, configure_chat_stopping
 
 
 def test_embedded_loads_in_eval_mode_on_cpu(embedded):
@@ -22,35 +21,6 @@ def test_embedded_loads_in_eval_mode_on_cpu(embedded):
 def _stop_ids(model):
     eos = model.generation_config.eos_token_id
     return eos if isinstance(eos, list) else [eos]
-
-
-@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "tpu", "", 0])
-def test_bad_device_is_a_clear_error(bad):
-    with pytest.raises(ValueError, match="device"):
-        resolve_device(bad)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
-def test_cuda_without_a_gpu_says_what_to_do():
-    with pytest.raises(ValueError, match="no CUDA GPU.*device='auto' or 'cpu'"):
-        resolve_device("cuda")
-
-
-def test_dtypes():
-    assert resolve_dtype("auto", "cpu") == torch.float32
-    assert resolve_dtype("bf16", "cpu") == torch.bfloat16
-    assert resolve_dtype(torch.float16, "cpu") == torch.float16
-    for bad in ["int8", "float64", None, torch.int8]:
-        with pytest.raises(ValueError, match="dtype"):
-            resolve_dtype(bad, "cpu")
-
-
-def test_the_embedded_model_stays_float32_on_a_gpu():
-    # "auto" on a GPU would be bf16: the lessons' greedy outputs and checks come from float32
-    assert load_dtype("embedded", "auto", "cuda") == torch.float32
-    assert load_dtype("embedded", "bfloat16", "cuda") == torch.bfloat16  # asked for: given
-    assert load_dtype("01-ai/Yi-6B-Chat", "auto", "cpu") == torch.float32
-    assert load_dtype(None, "float16", "cuda") == torch.float16
 
 
 def test_unknown_model_lists_the_known_ones():

@@ -343,7 +343,7 @@ def test_a_broken_model_folder_fails_with_the_log_tail(tmp_path):
     assert time.perf_counter() - started < 60
 
 
-def test_pick_device():
+def test_pick_device(monkeypatch):
     import torch
 
     assert S.pick_device("cpu") == ("cpu", "float32")
@@ -351,5 +351,8 @@ def test_pick_device():
     assert device == ("cuda" if torch.cuda.is_available() else "cpu")
     assert dtype == "float32"  # the embedded model: float32 on any device
     assert S.pick_device("cuda") == ("cuda", "float32")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # an A100/H100
     assert S.pick_device("cuda", "01-ai/Yi-6B-Chat") == ("cuda", "bfloat16")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a V100
+    assert S.pick_device("cuda", "01-ai/Yi-6B-Chat") == ("cuda", "float16")  # as load() gives it
     assert S.pick_device("cpu", "01-ai/Yi-6B-Chat") == ("cpu", "float32")

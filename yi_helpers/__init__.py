@@ -1,8 +1,8 @@
 """yi_helpers: the small, tested package behind the Yi Learning Hub notebooks.
 
 Modules are named for lesson topics: ``models`` (the Yi family and a memory planner),
-``loading`` (``load()``), ``embedded`` (the offline SmolLM2 model), ``chat``, ``sampling``,
-``gpu`` and ``system`` (machine facts and measurements).
+``loading`` (``load()``), ``devices`` (what ``"auto"`` means), ``embedded`` (the offline
+SmolLM2 model), ``chat``, ``sampling``, ``gpu`` and ``system`` (machine facts and measurements).
 
 ``load`` and its errors are imported on first use: they pull in transformers (seconds), which
 ``yi_helpers.models`` and the others that need no model do not.

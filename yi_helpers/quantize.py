@@ -742,7 +742,7 @@ def load_quantized(folder: str | os.PathLike, *, device: str = "cpu", dtype: Any
     _import_gptqmodel()
     from gptqmodel import GPTQModel
 
-    from .loading import resolve_dtype
+    from .devices import resolve_dtype
 
     with quiet():
         wrapper = GPTQModel.load(str(folder), device=device,

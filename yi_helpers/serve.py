@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from .devices import load_dtype
+
 LOOPBACK = "127.0.0.1"
 
 #: Yi chat models end a turn with ``<|im_end|>`` (id 7); their tokenizer's eos is 2.
@@ -121,15 +123,16 @@ def resolve_model(model: str | os.PathLike) -> tuple[Path | None, str]:
 
 
 def pick_device(device: str = "auto", model: str = "embedded") -> tuple[str, str]:
-    """→ (device, dtype) for the server: ``"auto"`` is cuda when torch sees a GPU, else cpu;
+    """→ (device, dtype name) for the server: ``"auto"`` is cuda when torch sees a GPU, else cpu;
+    the dtype is the one ``yi_helpers.load`` would use (:func:`yi_helpers.devices.load_dtype`):
     float32 on a CPU and for the tiny embedded model everywhere (greedy replies match
-    ``yi_helpers.chat``), bfloat16 for a Yi model on a GPU.
+    ``yi_helpers.chat``), bfloat16 for a Yi model on a GPU (float16 where it has no bfloat16).
     (Light: unlike ``yi_helpers.loading`` it imports no transformers model code.)"""
     import torch
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return device, ("float32" if device == "cpu" or model == "embedded" else "bfloat16")
+    return device, str(load_dtype(model, "auto", device)).removeprefix("torch.")
 
 
 def server_command(model: str, *, host: str = LOOPBACK, port: int = 8000, device: str = "cpu",

@@ -36,7 +36,7 @@ class Runtime:
 
 def resolve_runtime(cfg: FinetuneConfig) -> Runtime:
     """Decide device, dtype, quantization and checkpointing for ``cfg`` on this machine."""
-    from ..loading import resolve_device
+    from ..devices import resolve_device
 
     device = resolve_device(cfg.device)
     cuda = device.startswith("cuda")
