@@ -160,6 +160,30 @@ def test_a_model_passed_in_is_trained_as_it_was_loaded():
     assert runtime_for_model(gpu, torch.nn.Linear(2, 2)).dtype == "bfloat16"  # the rest kept
 
 
+def test_qlora_base_loads_in_4bit(tiny_llama_dir):
+    """load_base's QLoRA path (the CLI's default on a GPU) loads NF4 weights through
+    bitsandbytes, whose CPU backend lets it run here; training on it stays GPU-only."""
+    from bitsandbytes.nn import Linear4bit
+    from transformers import AutoModelForCausalLM
+
+    from yi_helpers.finetune.train import Runtime, load_base, runtime_for_model
+
+    rt = Runtime(device="cpu", load_device="cpu", dtype="bfloat16", quantization="4bit",
+                 gradient_checkpointing=False, distributed="no")
+    model, tok = load_base(FinetuneConfig(model=str(tiny_llama_dir)), rt)
+    quantized = {n for n, m in model.named_modules() if isinstance(m, Linear4bit)}
+    assert len(quantized) == 2 * 7  # q, k, v, o, gate, up, down in each of the 2 layers
+    assert runtime_for_model(rt, model).quantization == "4bit"
+    eos = model.generation_config.eos_token_id
+    assert tok.convert_tokens_to_ids("<|im_end|>") in (eos if isinstance(eos, list) else [eos])
+    ids = torch.tensor([[1, 2, 3, 4]])
+    ref = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.bfloat16)
+    with torch.no_grad():
+        got, want = model(ids).logits.float(), ref(ids).logits.float()
+    error = ((got - want).norm() / want.norm()).item()
+    assert 0 < error < 0.3, error  # quantized (not the same weights), yet close
+
+
 # --- memory -----------------------------------------------------------------------------------
 
 def test_lora_share_embedded_and_yi():

@@ -136,6 +136,24 @@ def test_run_yi_on_a_tiny_model(monkeypatch):
     assert any(n.startswith("measured copy bandwidth") for n in report.notes)
 
 
+def test_run_yi_4bit_row_on_a_tiny_model():
+    """The runner's 4-bit part (save the random weights, reload them through bitsandbytes as
+    NF4, measure) runs here too: bitsandbytes has a CPU backend, so a GPU session finds no typo."""
+    import gpu_check
+
+    report = GpuReport(device="cpu", torch_version=torch.__version__, started="now")
+    gpu_check.run_yi(report, [1], 64, skip_4bit=False, model_id="tiny", config=tiny_yi_config(),
+                     device="cpu", bandwidth_mb=16)
+    assert report.skipped == []
+    bf16, nf4 = report.memory
+    assert (bf16["weights"], nf4["weights"]) == ("bf16", "nf4")
+    # NF4 halves the projections' bytes again; the embedding and LM head stay bf16
+    assert 0.3 < nf4["measured_gb"] / bf16["measured_gb"] < 0.6
+    assert nf4["estimate_gb"] < bf16["estimate_gb"]  # compared with the 4-bit estimate
+    assert [d["weights"] for d in report.decode] == ["bf16", "nf4"]
+    assert all(d["tokens_per_s"] > 0 and d["fraction"] > 0 for d in report.decode)
+
+
 def test_run_notebooks_records_status_and_seconds(tmp_path):
     import nbformat
 
