@@ -125,9 +125,9 @@ def requirements_text(wheels: list[Wheel]) -> str:
             lines.append(w.line())
     lines += [f"# and, without its dependencies: pip install --no-deps {w.line()}"
               for w in wheels if w.no_deps]
-    pins = pinned_versions()
-    lines += [f"# optional, {name}" + (f"=={pins[name]}" if name in pins else "") + f": {why}"
-              for name, why in OPTIONAL.items()]
+    pins = pinned_versions()  # keyed by canonical name
+    lines += [f"# optional, {name}" + (f"=={pins[canonical(name)]}" if canonical(name) in pins
+                                       else "") + f": {why}" for name, why in OPTIONAL.items()]
     return "\n".join(lines) + "\n"
 
 
