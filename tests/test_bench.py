@@ -171,6 +171,21 @@ def test_static_cache_and_compiled_decode_give_the_same_tokens(tiny):
     assert plain["cache"] == "dynamic" and plain["compiled"] is False
 
 
+def test_dtype_speedup_compares_the_same_batch1_setting():
+    def rec(dtype, batch, prompt, prefill, decode):
+        return {"dtype": dtype, "batch_size": batch, "prompt_len": prompt,
+                "prefill_tok_s": {"median": prefill}, "decode_tok_s": {"median": decode}}
+
+    speed = [rec("float32", 1, 512, 600.0, 17.0), rec("float32", 4, 32, 500.0, 10.0),
+             rec("float32", 1, 32, 280.0, 18.0), rec("bfloat16", 1, 32, 84.0, 36.0),
+             rec("bfloat16", 1, 1024, 1.0, 1.0)]  # no fp32 run at 1024: never compared
+    got = bench.dtype_speedup(speed)
+    assert got["prompt_len"] == 32
+    assert got["prefill"] == pytest.approx(0.3) and got["decode"] == pytest.approx(2.0)
+    assert bench.dtype_speedup(speed[:3]) is None  # no bf16 run at all
+    assert bench.dtype_speedup([rec("bfloat16", 4, 32, 1.0, 1.0)] + speed[:3]) is None
+
+
 def test_break_even_tokens():
     # 10 -> 20 tok/s saves 0.05 s per token: a 30 s compile is paid back after 600 tokens
     assert bench.break_even_tokens(10.0, 20.0, 30.0) == pytest.approx(600.0)

@@ -448,6 +448,26 @@ def break_even_tokens(base_tok_s: float, faster_tok_s: float, extra_s: float) ->
     return extra_s / saved if saved > 0 else None
 
 
+def dtype_speedup(speed: list[dict], dtype: str = "bfloat16", base: str = "float32") -> dict | None:
+    """Speed of ``dtype`` as a multiple of ``base`` on the same setting: the batch-1 run with the
+    shortest prompt both dtypes have in ``speed`` (``measure_generation`` records).
+
+    Returns ``{"prompt_len", "prefill", "decode"}`` (above 1: ``dtype`` is faster), or ``None``
+    when the two dtypes share no batch-1 prompt length.
+    """
+    def runs(dt: str) -> dict[int, dict]:
+        return {r["prompt_len"]: r for r in speed if r["dtype"] == dt and r["batch_size"] == 1}
+
+    fast, slow = runs(dtype), runs(base)
+    shared = sorted(fast.keys() & slow.keys())
+    if not shared:
+        return None
+    a, b = fast[shared[0]], slow[shared[0]]
+    return {"prompt_len": shared[0],
+            "prefill": a["prefill_tok_s"]["median"] / b["prefill_tok_s"]["median"],
+            "decode": a["decode_tok_s"]["median"] / b["decode_tok_s"]["median"]}
+
+
 def greedy_tokens(model, ids: torch.Tensor, new_tokens: int, *, static_cache: bool = False,
                   decode_forward=None) -> torch.Tensor:
     """The ``new_tokens`` greedy tokens that ``measure_generation`` times (to check that a faster
