@@ -54,7 +54,9 @@ def tiny_llama_dir(tmp_path):
 
     tok = AutoTokenizer.from_pretrained(prepare(verbose=False))
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+    # widths: multiples of 64, as real models have; bitsandbytes' 4-bit CPU kernel on CPUs with
+    # AVX-512 bf16 needs them (out_features % 32, in_features % its block size of 64)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=256, tie_word_embeddings=True)
     folder = tmp_path / "tiny"

@@ -55,7 +55,7 @@ def test_offline_hub_id_fails_fast_with_advice(offline_hub_cache):
 def test_cached_hub_id_loads_offline_as_a_chat_model(offline_hub_cache, tiny_llama_dir):
     offline_hub_cache("someone/tiny-chat", tiny_llama_dir)
     model, tok = load("someone/tiny-chat", device="cpu")
-    assert model.config.hidden_size == 32
+    assert model.config.hidden_size == 64
     stops = model.generation_config.eos_token_id
     assert tok.convert_tokens_to_ids("<|im_end|>") in (stops if isinstance(stops, list) else [stops])
     assert model.generation_config.pad_token_id is not None  # set by configure_chat_stopping

@@ -359,7 +359,7 @@ def test_load_quantized_of_an_uncached_hub_id_offline_says_how_to_get_it(offline
 def test_load_quantized_of_a_cached_hub_id_works_offline(offline_hub_cache, tiny_llama_dir):
     offline_hub_cache("someone/tiny-chat", tiny_llama_dir)
     model, tok = q.load_quantized("someone/tiny-chat")
-    assert model.config.hidden_size == 32 and len(tok) == model.config.vocab_size
+    assert model.config.hidden_size == 64 and len(tok) == model.config.vocab_size
 
 
 def test_load_quantized_of_a_missing_folder_names_what_it_takes(tmp_path):

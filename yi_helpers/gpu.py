@@ -39,9 +39,12 @@ def yi_config(model: str | ModelSpec = "01-ai/Yi-6B", **overrides: Any):
 
 
 def tiny_yi_config():
-    """Yi-6B's layout (GQA 8:1, head size 128, rope theta 5e6) at a size a CPU test can run."""
+    """Yi-6B's layout (grouped-query attention, head size 128, rope theta 5e6, untied LM head) at
+    a size a CPU test can run. The MLP keeps Yi's width ratio (11008 / 4096), rounded to a
+    multiple of 64 as real widths are: bitsandbytes' 4-bit CPU kernel needs that on CPUs with
+    AVX-512 bf16."""
     return yi_config("01-ai/Yi-6B", hidden_size=256, num_attention_heads=2, num_key_value_heads=1,
-                     head_dim=128, intermediate_size=688, num_hidden_layers=2, vocab_size=1000,
+                     head_dim=128, intermediate_size=704, num_hidden_layers=2, vocab_size=1000,
                      max_position_embeddings=4096)
 
 
