@@ -86,3 +86,20 @@ def test_quiet_gptqmodel_banner_keeps_the_import_banner_out():
     quiet = run("from yi_helpers.system import quiet_gptqmodel_banner\n"
                 "quiet_gptqmodel_banner()\nimport gptqmodel")
     assert "GPT-QModel" not in quiet and "GIL is enabled" not in quiet
+
+
+def test_bitsandbytes_cpu_kernel_hint_is_kept_out_of_lessons():
+    """On a CPU with AVX-512 bf16, importing bitsandbytes logs that its optional hub kernel
+    (``kernels``) is missing and falls back to the built-in one. yi_helpers silences that logger:
+    it must be the one bitsandbytes logs with, and the hint must not reach the output."""
+    import importlib
+    import logging
+
+    import yi_helpers  # noqa: F401
+
+    ops = importlib.import_module("bitsandbytes.backends.cpu.ops")
+    assert ops.logger.name == "bitsandbytes.backends.cpu.ops"
+    assert ops.logger.getEffectiveLevel() >= logging.ERROR
+    done = subprocess.run([sys.executable, "-c", "import yi_helpers, bitsandbytes"],
+                          capture_output=True, text=True, timeout=300, check=True)
+    assert "kernels-community" not in done.stdout + done.stderr

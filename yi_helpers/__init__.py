@@ -20,6 +20,10 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 # deprecation about torchao's enums. Neither matters on a CPU; keep lesson outputs clean.
 logging.getLogger("torchao").setLevel(logging.ERROR)
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+# On a CPU with AVX-512 bf16, importing bitsandbytes (transformers and peft do) warns that an
+# optional kernel from the hub ("pip install kernels") is missing, then uses its built-in one:
+# offline that is the expected path, not an error for the learner to chase.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 # peft asks transformers 5 for ``is_gradient_checkpointing`` (renamed ``is_activation_checkpointing``);
 # the FutureWarning names a site-packages path and is not the learner's to fix.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
