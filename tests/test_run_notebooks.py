@@ -35,3 +35,26 @@ def test_no_matching_notebook_is_an_error(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "run_notebooks.py"), str(tmp_path)],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "No notebooks" in out.stderr
+
+
+def test_kernels_import_this_checkout_without_an_install(tmp_path, monkeypatch):
+    """On a GPU machine given only the wheels (no `pip install -e .`), the kernels still find
+    `yi_helpers`: the repository comes first on their PYTHONPATH, the caller's path after it,
+    and the caller's environment is left as it was."""
+    import os
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import run_notebooks
+
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    src = tmp_path / "nbs"
+    src.mkdir()
+    _write(src, "01_path.ipynb", ["import os, yi_helpers\n"
+                                  "print(os.environ['PYTHONPATH'])\n"
+                                  "print(yi_helpers.__file__)"])
+    result = run_notebooks.run(src / "01_path.ipynb", tmp_path / "out", {})
+    assert result["status"] == "ok", result["error"]
+    printed = nbformat.read(result["output"], as_version=4).cells[0].outputs[0]["text"].split()
+    assert printed[0] == os.pathsep.join([str(ROOT), "/somewhere/else"])
+    assert printed[1].startswith(str(ROOT / "yi_helpers"))
+    assert os.environ["PYTHONPATH"] == "/somewhere/else"

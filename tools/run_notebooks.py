@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _parse_value(text: str):
@@ -38,6 +42,22 @@ def discover(folder: Path, match: str = "") -> list[Path]:
     return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb") if match in p.name)
 
 
+@contextlib.contextmanager
+def repo_on_kernel_path(root: Path = ROOT):
+    """Put the repository first on ``PYTHONPATH`` for the kernels started inside the block, so
+    the notebooks import this checkout's ``yi_helpers`` even where the package is not installed
+    (a GPU machine given only the wheels of ``tools/wheels.py``); restored afterwards."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(root)] + ([before] if before else []))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 def run(notebook: Path, out_dir: Path, parameters: dict, kernel: str = "python3",
         timeout: int = 900) -> dict:
     """Execute one notebook into ``out_dir``; never raises for a failing cell.
@@ -51,10 +71,11 @@ def run(notebook: Path, out_dir: Path, parameters: dict, kernel: str = "python3"
     start = time.perf_counter()
     status, error, source = "ok", "", ""
     try:
-        pm.execute_notebook(
-            str(notebook), str(output), parameters=parameters, kernel_name=kernel,
-            cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
-        )
+        with repo_on_kernel_path():
+            pm.execute_notebook(
+                str(notebook), str(output), parameters=parameters, kernel_name=kernel,
+                cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
+            )
     except Exception as exc:  # papermill raises PapermillExecutionError for a failed cell
         status = "FAILED"
         source, error = failing_cell(output) if output.exists() else ("", "")
