@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .models import REGISTRY, ModelSpec, estimate_memory, spec
+from .models import DEFAULT_CONTEXT_LEN, REGISTRY, ModelSpec, estimate_memory, spec
 
 GB = 1e9
 
@@ -225,6 +225,13 @@ class GpuReport:
                       f"{m['estimate_error']:+.0%} | {_fmt(m.get('readme_gb'))} |"
                       for m in self.memory]
             lines.append("")
+            if any(m.get("readme_gb") is not None and m["context_len"] != DEFAULT_CONTEXT_LEN
+                   for m in self.memory):
+                lines += ["The Yi README's table states no context length; `estimate_memory` "
+                          f"reproduces it at {DEFAULT_CONTEXT_LEN:,} tokens (lesson 01). Rows at "
+                          "another context hold another KV cache than the README's cells: judge "
+                          "them against the estimate, and the README mainly at small batches, "
+                          "where the weights dominate.", ""]
         if self.decode:
             lines += ["## Decode speed vs the memory-bandwidth roofline", "",
                       "| model | weights | batch | tokens/s (median, min–max) | roofline tokens/s | "
