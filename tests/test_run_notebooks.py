@@ -43,8 +43,7 @@ def test_kernels_import_this_checkout_without_an_install(tmp_path, monkeypatch):
     and the caller's environment is left as it was."""
     import os
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    import run_notebooks
+    import run_notebooks  # tools/ is on sys.path (conftest)
 
     monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
     src = tmp_path / "nbs"
