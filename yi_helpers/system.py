@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 
 
 def cpu_name() -> str:
@@ -121,11 +122,9 @@ def quiet_gptqmodel_banner() -> None:
         LogBar.shared().setLevel(logging.ERROR)
 
 
-def artifact_dir(name: str) -> "Path":
+def artifact_dir(name: str) -> Path:
     """Folder where a lesson leaves something a later lesson can reuse (an adapter, a quantized
     model): ``<hub cache>/artifacts/<name>`` (``$YI_HUB_CACHE`` moves the cache). Not created."""
-    from pathlib import Path
-
     from .embedded import cache_dir
 
     if not name or "/" in name or name.startswith("."):
