@@ -310,6 +310,8 @@ def test_learned_count_counts_only_newly_right_answers():
     before = [{"ok": False}, {"ok": True}, {"ok": False}, {"ok": True}]
     after = [{"ok": True}, {"ok": True}, {"ok": False}, {"ok": False}]
     assert learned_count(before, after) == 1
+    with pytest.raises(ValueError, match="same questions"):
+        learned_count(before, after[:3])  # a missing row would otherwise be counted as not learned
 
 
 def test_question_messages_put_the_system_prompt_first_or_leave_it_out():

@@ -50,5 +50,9 @@ def fact_recall(model: Any, tokenizer: Any,
 
 
 def learned_count(before: Sequence[dict], after: Sequence[dict]) -> int:
-    """Questions answered with the fact after training and not before."""
+    """Questions answered with the fact after training and not before (the same questions, in
+    the same order, in both lists)."""
+    if len(before) != len(after):
+        raise ValueError(f"before and after must answer the same questions, got {len(before)} "
+                         f"and {len(after)} rows")
     return sum(1 for b, a in zip(before, after) if a["ok"] and not b["ok"])

@@ -42,7 +42,7 @@ _ZH = [
 #: General questions whose base-model replies are replayed in training: ``(question, lang)``,
 #: English and Chinese alternating, so the first N are balanced.
 REPLAY_QUESTIONS: list[tuple[str, str]] = [
-    pair for en, zh in zip(_EN, _ZH) for pair in ((en, "en"), (zh, "zh"))]
+    pair for en, zh in zip(_EN, _ZH, strict=True) for pair in ((en, "en"), (zh, "zh"))]
 
 #: General questions that are never trained on: what did training change elsewhere?
 CHECK_QUESTIONS: list[tuple[str, str]] = [
