@@ -11,8 +11,8 @@ import torch
 
 from conftest import ROOT
 from yi_helpers.gpu import (GpuReport, decode_roofline_tokens_per_s, decode_tokens_per_s,
-                            inference_peak_gb, measure_bandwidth_gbs, memory_record, random_model,
-                            record_dict, tiny_yi_config, yi_config)
+                            inference_peak_gb, measure_bandwidth_gbs, memory_per_token,
+                            memory_record, random_model, record_dict, tiny_yi_config, yi_config)
 from yi_helpers.models import estimate_memory, spec
 
 
@@ -100,6 +100,7 @@ def test_report_json_and_markdown(tmp_path):
     assert set(data["memory"][0]) >= {"model", "batch_size", "context_len", "measured_gb",
                                       "estimate_gb", "readme_gb", "estimate_error"}
     md = md_path.read_text()
+    assert GpuReport.load(json_path) == report and GpuReport.load(json_path).to_markdown() == md
     assert "| 01_loading_yi.ipynb | ok | 12.5 | 1.2 |" in md
     assert "| 01-ai/Yi-6B | bf16 | 1 | 4096 | 13.0 |" in md
     assert "| 01-ai/Yi-6B | bf16 | 1 | 50.0 (49.0–51.0) | 200.0 | 25% |" in md
@@ -272,3 +273,40 @@ def test_package_maths_stays_on_the_gpu():
     assert gptq_quantize_weight(w, x.T @ x, bits=4, group_size=32).device.type == "cuda"
     codes, zeros, steps = rtn_codes(w, bits=4, group_size=32)
     assert pack_awq_gemm(codes, zeros, steps)["qweight"].device.type == "cuda"
+
+
+def _row(batch, measured, estimate, model="01-ai/Yi-6B", context=4096, weights="bf16"):
+    return {"model": model, "batch_size": batch, "context_len": context, "measured_gb": measured,
+            "estimate_gb": estimate, "readme_gb": None, "weights": weights,
+            "estimate_error": estimate / measured - 1}
+
+
+def test_memory_per_token_is_the_slope_between_the_two_largest_batches():
+    rows = [_row(1, 12.0, 12.0), _row(4, 13.0, 12.5), _row(16, 20.0, 16.0), _row(32, 30.0, 21.0),
+            _row(1, 5.0, 4.5, weights="nf4")]
+    slope = memory_per_token(rows)
+    tokens = 16 * 4096
+    assert slope["batches"] == (16, 32) and slope["weights"] == "bf16"
+    assert slope["measured_kb"] == pytest.approx(10.0e9 / tokens / 1e3)
+    assert slope["estimate_kb"] == pytest.approx(5.0e9 / tokens / 1e3)
+    assert slope["kv_kb"] == pytest.approx(65.536)  # Yi-6B: 2 x 32 layers x 4 KV heads x 128 x 2 B
+    assert memory_per_token(rows[:1] + rows[-1:]) is None  # one batch size per format: no slope
+    assert memory_per_token([_row(1, 1.0, 1.0, model="mine"), _row(2, 2.0, 1.5, model="mine")]
+                            )["kv_kb"] is None  # not in the registry: no KV share
+
+
+def test_report_reads_its_numbers_out():
+    report = GpuReport(device="NVIDIA H200", torch_version="2.x", started="now")
+    report.memory += [_row(16, 20.0, 16.0), _row(32, 30.0, 21.0)]
+    report.decode.append({"model": "01-ai/Yi-6B", "weights": "bf16", "batch_size": 1,
+                          "tokens_per_s": 40.0, "min": 39.0, "max": 41.0,
+                          "roofline_tokens_per_s": 400.0, "fraction": 0.1})
+    md = report.to_markdown()
+    assert "## Reading the numbers" in md
+    assert "costs 153 KB measured against 76 KB estimated (batch 16 -> 32 at 4,096 tokens)" in md
+    assert "its KV cache alone is 66 KB, so 87 KB are activations of the prefill" in md
+    assert "25.0 ms per token against 2.5 ms" in md and "far from memory-bound" in md
+    report.decode[0] |= {"tokens_per_s": 300.0, "fraction": 0.75}
+    assert "far from memory-bound" not in report.to_markdown()
+    assert "Reading the numbers" not in GpuReport(device="x", torch_version="x",
+                                                  started="now").to_markdown()

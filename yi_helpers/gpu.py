@@ -203,6 +203,11 @@ class GpuReport:
     notes: list[str] = field(default_factory=list)
     schema_version: int = 1
 
+    @classmethod
+    def load(cls, path: str | Path) -> "GpuReport":
+        """A report read back from its ``report.json`` (to render it again, or to compare)."""
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False)
 
@@ -241,10 +246,43 @@ class GpuReport:
                       f"{d['roofline_tokens_per_s']:.1f} | {d['fraction']:.0%} |"
                       for d in self.decode]
             lines.append("")
+        readings = self.readings()
+        if readings:
+            lines += ["## Reading the numbers", ""] + [f"- {r}" for r in readings] + [""]
         for title, items in (("Skipped", self.skipped), ("Notes", self.notes)):
             if items:
                 lines += [f"## {title}", ""] + [f"- {i}" for i in items] + [""]
         return "\n".join(lines)
+
+    def readings(self) -> list[str]:
+        """What the tables say, in numbers: memory per added token of batch x context (from
+        ``memory_per_token``) and, for each decode row, the time per token against the time its
+        weights take to stream at the roofline."""
+        out = []
+        slope = memory_per_token(self.memory)
+        if slope is not None:
+            line = (f"{slope['model']}, {slope['weights']}: each added token of batch x context "
+                    f"costs {slope['measured_kb']:.0f} KB measured against "
+                    f"{slope['estimate_kb']:.0f} KB estimated (batch {slope['batches'][0]} -> "
+                    f"{slope['batches'][1]} at {slope['context_len']:,} tokens)")
+            if slope.get("kv_kb") is not None:
+                line += (f"; its KV cache alone is {slope['kv_kb']:.0f} KB, so "
+                         f"{slope['measured_kb'] - slope['kv_kb']:.0f} KB are activations of "
+                         "the prefill, which runs every prompt token through the layers at "
+                         f"once (`estimate_memory` budgets {slope['estimate_kb'] - slope['kv_kb']:.0f}"
+                         " KB): a chunked prefill bounds them by the chunk, not the prompt")
+            out.append(line)
+        for d in self.decode:
+            if d["tokens_per_s"] > 0 and d["roofline_tokens_per_s"] > 0:
+                out.append(f"{d['model']}, {d['weights']}, batch {d['batch_size']}: "
+                           f"{1e3 / d['tokens_per_s']:.1f} ms per token against "
+                           f"{1e3 / d['roofline_tokens_per_s']:.1f} ms to stream its weights "
+                           f"and KV cache once ({d['fraction']:.0%} of the roofline)"
+                           + (": far from memory-bound, as eager decoding at a small batch "
+                              "usually is (each token launches hundreds of small kernels from "
+                              "Python; lesson 06's static cache and torch.compile cut that "
+                              "overhead)" if d["fraction"] < 0.25 else ""))
+        return out
 
     def write(self, out_dir: str | Path) -> tuple[Path, Path]:
         out = Path(out_dir)
@@ -252,6 +290,28 @@ class GpuReport:
         (out / "report.json").write_text(self.to_json() + "\n", encoding="utf-8")
         (out / "report.md").write_text(self.to_markdown(), encoding="utf-8")
         return out / "report.json", out / "report.md"
+
+
+def memory_per_token(memory: list[dict]) -> dict | None:
+    """Memory per added token of batch x context, KB: the slope between the two largest batch
+    sizes that share a model, weight format and context, measured and estimated, with the KV
+    cache's share where the model is in the registry. ``None`` without two such rows."""
+    groups: dict[tuple, list[dict]] = {}
+    for m in memory:
+        groups.setdefault((m["model"], m.get("weights", "bf16"), m["context_len"]), []).append(m)
+    pairs = [sorted(rows, key=lambda m: m["batch_size"])[-2:] for rows in groups.values()
+             if len({m["batch_size"] for m in rows}) >= 2]
+    if not pairs:
+        return None
+    small, large = max(pairs, key=lambda p: (p[1]["batch_size"], p[1]["measured_gb"]))
+    tokens = (large["batch_size"] - small["batch_size"]) * large["context_len"]
+    kv = REGISTRY[large["model"]].kv_bytes_per_token() / 1e3 if large["model"] in REGISTRY else None
+    return {"model": large["model"], "weights": large.get("weights", "bf16"),
+            "context_len": large["context_len"],
+            "batches": (small["batch_size"], large["batch_size"]),
+            "measured_kb": (large["measured_gb"] - small["measured_gb"]) * GB / 1e3 / tokens,
+            "estimate_kb": (large["estimate_gb"] - small["estimate_gb"]) * GB / 1e3 / tokens,
+            "kv_kb": kv}
 
 
 def _fmt(value: float | None) -> str:
