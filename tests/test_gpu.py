@@ -291,6 +291,7 @@ def test_memory_per_token_is_the_slope_between_the_two_largest_batches():
     assert slope["estimate_kb"] == pytest.approx(5.0e9 / tokens / 1e3)
     assert slope["kv_kb"] == pytest.approx(65.536)  # Yi-6B: 2 x 32 layers x 4 KV heads x 128 x 2 B
     assert memory_per_token(rows[:1] + rows[-1:]) is None  # one batch size per format: no slope
+    assert memory_per_token(rows + [_row(32, 30.0, 21.0)]) == slope  # a repeated batch counts once
     assert memory_per_token([_row(1, 1.0, 1.0, model="mine"), _row(2, 2.0, 1.5, model="mine")]
                             )["kv_kb"] is None  # not in the registry: no KV share
 

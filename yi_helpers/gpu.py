@@ -296,11 +296,11 @@ def memory_per_token(memory: list[dict]) -> dict | None:
     """Memory per added token of batch x context, KB: the slope between the two largest batch
     sizes that share a model, weight format and context, measured and estimated, with the KV
     cache's share where the model is in the registry. ``None`` without two such rows."""
-    groups: dict[tuple, list[dict]] = {}
-    for m in memory:
-        groups.setdefault((m["model"], m.get("weights", "bf16"), m["context_len"]), []).append(m)
-    pairs = [sorted(rows, key=lambda m: m["batch_size"])[-2:] for rows in groups.values()
-             if len({m["batch_size"] for m in rows}) >= 2]
+    groups: dict[tuple, dict[int, dict]] = {}
+    for m in memory:  # one row per batch size (a repeated measurement: the last one)
+        key = (m["model"], m.get("weights", "bf16"), m["context_len"])
+        groups.setdefault(key, {})[m["batch_size"]] = m
+    pairs = [[rows[b] for b in sorted(rows)[-2:]] for rows in groups.values() if len(rows) >= 2]
     if not pairs:
         return None
     small, large = max(pairs, key=lambda p: (p[1]["batch_size"], p[1]["measured_gb"]))
