@@ -285,6 +285,31 @@ def test_saved_adapter_reloads_and_merges_to_the_same_logits(tiny_llama_dir, tmp
         assert torch.allclose(merged(ids).logits, trained_logits, atol=1e-4)
 
 
+def test_plain_forward_undoes_the_trainers_bf16_autocast(tiny_llama_dir):
+    """A GPU run trains with bf16 mixed precision: accelerate wraps model.forward in autocast and
+    leaves it there. train() hands the model back computing in float32 again (the wrapper is
+    put on here with the CPU's bf16 autocast, the same code path)."""
+    from accelerate import Accelerator
+
+    from yi_helpers import load
+    from yi_helpers.finetune.train import plain_forward
+
+    model, tok = load(str(tiny_llama_dir), device="cpu", dtype="float32")
+    ids = torch.tensor([tok.encode("Who made Yi? 谁开发了 Yi？")])
+    with torch.no_grad():
+        fp32 = model(ids).logits
+    wrapped = Accelerator(cpu=True, mixed_precision="bf16").prepare_model(model)
+    with torch.no_grad():
+        autocast = wrapped(ids).logits
+    assert "_original_forward" in wrapped.__dict__
+    assert not torch.allclose(autocast, fp32, atol=1e-4)  # bf16 matmuls: what lesson 04 caught
+    plain = plain_forward(wrapped)
+    assert plain is model and "_original_forward" not in plain.__dict__
+    with torch.no_grad():
+        assert torch.equal(plain(ids).logits, fp32)
+    assert plain_forward(plain) is plain  # nothing to undo: unchanged
+
+
 def test_train_resumes_from_last_checkpoint(tiny_llama_dir, tmp_path):
     from yi_helpers.finetune.train import train
 

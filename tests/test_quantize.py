@@ -347,6 +347,31 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
                     max_new_tokens=8) == reply
 
 
+def test_kernel_backend_builds_nothing_on_a_gpu_unless_asked():
+    assert q.kernel_backend("cuda") == q.kernel_backend("cuda:1") == "torch"
+    assert q.kernel_backend("cpu") is None  # GPTQModel's own choice, as measured in lesson 05
+    assert q.kernel_backend("cuda", "auto") == "auto" and q.kernel_backend("cpu", "torch") == "torch"
+
+
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_load_quantized_with_the_torch_kernel(tiny_model, tmp_path, method):
+    """The kernel a GPU gets by default (``"torch"``), here on the CPU: GPTQModel's plain PyTorch
+    layers, for GPTQ folders (GPTQModel.load) and AWQ ones (transformers' AwqConfig)."""
+    model, tok = tiny_model
+    calibration = [[{"role": "user", "content": f"Question {i}? 问题{i}"},
+                    {"role": "assistant", "content": f"Answer {i}, about ships and the sea."}]
+                   for i in range(4)]
+    result = q.quantize(model, method, bits=4, group_size=64, calibration=calibration,
+                        out_dir=tmp_path / method, tokenizer=tok)
+    text = "The harbour town wakes early."
+    auto, _ = q.load_quantized(result.out_dir)
+    torch_kernel, tok2 = q.load_quantized(result.out_dir, backend="torch")
+    kinds = {type(m).__name__ for m in torch_kernel.modules() if hasattr(m, "qweight")}
+    assert kinds == {"TorchLinear" if method == "gptq" else "AwqTorchLinear"}
+    assert q.perplexity(torch_kernel, tok2, text) == pytest.approx(
+        q.perplexity(auto, tok2, text), rel=0.02)  # same weights, another kernel's rounding
+
+
 # --- load_quantized: folders and hub ids ---------------------------------------------------------
 
 def test_load_quantized_of_an_uncached_hub_id_offline_says_how_to_get_it(offline_hub_cache):

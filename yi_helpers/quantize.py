@@ -30,6 +30,7 @@ import random
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -712,15 +713,34 @@ def quant_method(folder: str | os.PathLike) -> str | None:
     return quant.get("quant_method")
 
 
-def load_quantized(folder: str | os.PathLike, *, device: str = "cpu", dtype: Any = None
-                   ) -> tuple[Any, Any]:
+#: GPTQModel's kernel for GPTQ and AWQ layers, by device type. On a GPU its own choice
+#: (``"auto"``) is a kernel it builds on first use: Machete on an H100 / H200 downloads CUTLASS
+#: and compiles for minutes, Marlin compiles with nvcc; offline that fails. ``"torch"`` (plain
+#: PyTorch, about 80% of the Triton kernel's speed by GPTQModel's own account) builds nothing.
+#: On a CPU GPTQModel's choice is kept (what the lessons were measured with).
+KERNEL_BY_DEVICE = {"cuda": "torch"}
+
+
+def kernel_backend(device: str, backend: str | None = None) -> str | None:
+    """The GPTQModel kernel ``load_quantized`` asks for on ``device``: ``backend`` when given
+    (``"auto"`` lets GPTQModel pick, and build, the fastest), else ``KERNEL_BY_DEVICE``'s entry
+    for the device type; None: GPTQModel's own choice."""
+    if backend is not None:
+        return backend
+    return KERNEL_BY_DEVICE.get(str(device).split(":")[0])
+
+
+def load_quantized(folder: str | os.PathLike, *, device: str = "cpu", dtype: Any = None,
+                   backend: str | None = None) -> tuple[Any, Any]:
     """``(model, tokenizer)`` from a folder :func:`quantize` wrote, or from a quantized hub
     model (``"01-ai/Yi-6B-Chat-4bits"``: downloaded first, safetensors only), greedy and
     stopping at ``<|im_end|>`` like ``yi_helpers.load``.
 
     GPTQ folders load through GPTQModel (transformers would need the ``optimum`` package);
     everything else through ``yi_helpers.load``. ``dtype`` defaults to bfloat16 for quantized
-    folders (the dtype they were quantized in).
+    folders (the dtype they were quantized in). ``backend``: the GPTQ / AWQ kernel
+    (:func:`kernel_backend`: ``"torch"`` on a GPU unless you pass ``"auto"``, ``"triton"``,
+    ``"marlin"``...).
 
     Raises:
         FileNotFoundError: neither a folder with a ``config.json`` nor a hub id.
@@ -735,6 +755,18 @@ def load_quantized(folder: str | os.PathLike, *, device: str = "cpu", dtype: Any
             "wrote, or a quantized model's hub id such as '01-ai/Yi-6B-Chat-4bits'.")
     method = quant_method(folder)
     dtype = dtype or ("bfloat16" if method else "auto")
+    from .devices import resolve_device
+
+    kernel = kernel_backend(resolve_device(device), backend)
+    if method == "awq" and kernel is not None:  # transformers hands AWQ layers to GPTQModel
+        from transformers import AwqConfig
+
+        quant = json.loads((folder / "config.json").read_text())["quantization_config"]
+        # transformers names GPTQModel's AWQ kernels itself: "torch_awq", "gemm", "marlin"...
+        config = AwqConfig.from_dict({**quant, "backend": "torch_awq" if kernel == "torch" else kernel})
+        with warnings.catch_warnings():  # "loading attributes ... will be overwritten": wanted
+            warnings.filterwarnings("ignore", message=".*already has a `quantization_config`")
+            return load(str(folder), device=device, dtype=dtype, quantization_config=config)
     if method != "gptq":
         return load(str(folder), device=device, dtype=dtype)
     from transformers import AutoTokenizer
@@ -745,8 +777,8 @@ def load_quantized(folder: str | os.PathLike, *, device: str = "cpu", dtype: Any
     from .devices import resolve_dtype
 
     with quiet():
-        wrapper = GPTQModel.load(str(folder), device=device,
-                                 dtype=resolve_dtype(dtype, device))
+        wrapper = GPTQModel.load(str(folder), device=device, dtype=resolve_dtype(dtype, device),
+                                 **({"backend": kernel} if kernel else {}))
     model = eager(wrapper.model)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)

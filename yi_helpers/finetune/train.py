@@ -382,6 +382,19 @@ def training_arguments(cfg: FinetuneConfig, rt: Runtime, checkpoint_dir: Path):
     )
 
 
+def plain_forward(model: Any) -> Any:
+    """``model`` with the autocast wrapper taken off its ``forward``.
+
+    With ``bf16``/``fp16`` mixed precision (a GPU run), the Trainer's accelerate replaces
+    ``model.forward`` by one that runs under autocast, and leaves it there after training: the
+    model handed back would then compute in bfloat16 while a reloaded adapter computes in its
+    own dtype (lesson 04's logits check failed on an H200 that way). A model without the
+    wrapper is returned unchanged."""
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(model, keep_fp32_wrapper=False)
+
+
 def train(cfg: FinetuneConfig, *, model=None, tokenizer=None, resume: bool = True,
           callbacks: Sequence[Any] = (), save: bool = True) -> TrainResult:
     """Fine-tune with LoRA as ``cfg`` says and return a ``TrainResult``.
@@ -447,6 +460,7 @@ def train(cfg: FinetuneConfig, *, model=None, tokenizer=None, resume: bool = Tru
     with PeakMemory(rt.device) as peak:
         trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - start
+    model = plain_forward(model)
     model.eval()
     adapter = None
     if save and trainer.is_world_process_zero():
