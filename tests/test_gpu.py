@@ -228,6 +228,10 @@ def test_run_notebooks_records_status_and_seconds(tmp_path):
     assert ok["status"] == "ok" and ok["seconds"] > 0
     assert broken["status"] == "FAILED: ValueError: broke on cpu"
     assert (tmp_path / "out" / "notebooks" / "01_ok.ipynb").exists()
+    gpu_check.run_notebooks(report, tmp_path / "out", folder=tmp_path, match="_o",
+                            parameters={"DEVICE": "cpu"}, exclude=["01_", "02_"])
+    assert [n["notebook"] for n in report.notebooks][3:] == ["03_other.ipynb"]
+    assert report.skipped == ["notebook 01_ok.ipynb: --exclude"]  # 02 does not match "_o"
 
 
 def test_dry_run_checks_the_whole_runner_without_a_gpu(tmp_path):
@@ -242,6 +246,17 @@ def test_dry_run_checks_the_whole_runner_without_a_gpu(tmp_path):
     assert data["decode"][0]["fraction"] > 0
     assert data["skipped"] == ["notebooks: --dry-run without -k", "4-bit (bitsandbytes): --skip-4bit"]
     assert "| tiny-Yi-6B-shaped | bf16 | 4 | 256 |" in (tmp_path / "report.md").read_text()
+
+
+def test_quick_leaves_out_lesson_05(tmp_path):
+    """--quick skips the slowest notebook on a GPU (lesson 05's four quantizations)."""
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--dry-run",
+                          "--quick", "-k", "05_", "--skip-yi", "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["notebooks"] == []
+    assert "notebook 05_quantization.ipynb: --exclude" in data["skipped"]
 
 
 # Inputs made on the CPU, models and tensors on the GPU: these run where CUDA is present (the

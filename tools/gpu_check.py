@@ -10,9 +10,12 @@ part alone (`--skip-notebooks`) needs only torch, transformers, accelerate and s
 bitsandbytes for its 4-bit row: it runs on a bare CUDA machine before the notebooks' wheels and
 the embedded model are brought there.
 
-Budget on one H100/H200 (about 10 minutes): notebooks ~4 min, random Yi-6B build ~0.5 min,
-memory at 4 batch sizes ~1 min, decode ~1 min, 4-bit (bitsandbytes) ~3 min; each part can be
-skipped.
+Budget on one H200, measured (reports/gpu/report.md): the Yi-shaped part with its 4-bit row
+77 s (build 2 s); the notebooks alone 01 20 s, 02 27 s, 03 32 s, 04 56 s, 06 58 s, 07 41 s
+(4 minutes), and lesson 05 more than 3.5 minutes (its four quantizations; it has not yet run to
+its end on a GPU): about 10 minutes in all. Each part can be skipped: --skip-yi,
+--skip-notebooks, --skip-4bit, --exclude 05 (repeatable); --quick skips 4-bit, the batch sizes
+above 4 and lesson 05.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
@@ -68,13 +72,17 @@ class GpuMemoryPoller:
 
 
 def run_notebooks(report, out_dir: Path, *, folder: Path = ROOT / "notebooks", match: str = "",
-                  parameters: dict | None = None) -> None:
-    """Every lesson notebook in ``folder`` (names containing ``match``) with papermill, one at a
-    time, each with its seconds and the peak GPU memory it added (``nvidia-smi``)."""
+                  parameters: dict | None = None, exclude: Sequence[str] = ()) -> None:
+    """Every lesson notebook in ``folder`` (names containing ``match`` and none of ``exclude``)
+    with papermill, one at a time, each with its seconds and the peak GPU memory it added
+    (``nvidia-smi``). Excluded ones are listed in ``report.skipped``."""
     from run_notebooks import discover, run
 
     parameters = {"DEVICE": "cuda"} if parameters is None else parameters
     for nb in discover(folder, match):
+        if any(pattern in nb.name for pattern in exclude):
+            report.skipped.append(f"notebook {nb.name}: --exclude")
+            continue
         baseline = GpuMemoryPoller.used_gb() or 0.0
         with GpuMemoryPoller() as poller:
             result = run(nb, out_dir / "notebooks", parameters)
@@ -184,12 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-notebooks", action="store_true")
     parser.add_argument("-k", "--match", default="",
                         help="only the notebooks whose name contains this (e.g. -k 05)")
+    parser.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                        help="skip the notebooks whose name contains this (repeatable: "
+                             "--exclude 05 --exclude 06)")
     parser.add_argument("--skip-yi", action="store_true")
     parser.add_argument("--skip-4bit", action="store_true")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 32])
     parser.add_argument("--context", type=int, default=4096)
     parser.add_argument("--quick", action="store_true",
-                        help="skip the slow parts: 4-bit, and batch sizes above 4")
+                        help="skip the slow parts: 4-bit, batch sizes above 4, lesson 05")
     parser.add_argument("--dry-run", action="store_true",
                         help="no GPU needed: run the runner itself on the CPU in seconds, with a "
                              "tiny Yi-shaped model and a 256-token context; notebooks only with "
@@ -198,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.skip_4bit = True
         args.batches = [b for b in args.batches if b <= 4] or [1]
+        args.exclude.append("05_")  # four quantizations: minutes on a GPU too
     if args.out is None:
         args.out = ROOT / "build" / "gpu-dry-run" if args.dry_run else ROOT / "reports" / "gpu"
 
@@ -232,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         why = "--skip-notebooks" if args.skip_notebooks else "--dry-run without -k"
         report.skipped.append(f"notebooks: {why}")
     else:
-        run_notebooks(report, args.out, match=args.match, parameters={"DEVICE": device})
+        run_notebooks(report, args.out, match=args.match, parameters={"DEVICE": device},
+                      exclude=args.exclude)
     if args.skip_yi:
         report.skipped.append("Yi-shaped model: --skip-yi")
     elif args.dry_run:
