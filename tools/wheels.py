@@ -116,6 +116,10 @@ def requirements_text(wheels: list[Wheel]) -> str:
         "#   torch's wheel where the machine has a CUDA build; gptqmodel comes as pure-Python source:",
         f"#   pip wheel --no-deps -w wheels {source_only[0]} makes a wheel that installs anywhere)",
         "# then carry wheels/ over and run  pip install --no-index --find-links wheels -r FILE",
+        "# gptqmodel's pypcre has no wheel either and is C: build it on the machine itself,",
+        "#   pip wheel --no-deps --no-build-isolation pypcre==0.6.4  (a C compiler and libpcre2-8;",
+        "#   where only libpcre2-8.so.0 is there, link libpcre2-8.so to it in a folder and name",
+        "#   that folder in PYPCRE_LIBRARY_DIR: how it was built on the H200 of reports/gpu)",
     ]
     for w in wheels:
         if canonical(w.name) == "torch":
