@@ -290,6 +290,7 @@ def test_plain_forward_undoes_the_trainers_bf16_autocast(tiny_llama_dir):
     leaves it there. train() hands the model back computing in float32 again (the wrapper is
     put on here with the CPU's bf16 autocast, the same code path)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from yi_helpers import load
     from yi_helpers.finetune.train import plain_forward
@@ -298,7 +299,13 @@ def test_plain_forward_undoes_the_trainers_bf16_autocast(tiny_llama_dir):
     ids = torch.tensor([tok.encode("Who made Yi? 谁开发了 Yi？")])
     with torch.no_grad():
         fp32 = model(ids).logits
-    wrapped = Accelerator(cpu=True, mixed_precision="bf16").prepare_model(model)
+    # accelerate keeps one process-wide state: an earlier Trainer fixed it to no mixed precision
+    # (accelerate's own tests reset it the same way); reset again after, for later Trainers
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        wrapped = Accelerator(cpu=True, mixed_precision="bf16").prepare_model(model)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
     with torch.no_grad():
         autocast = wrapped(ids).logits
     assert "_original_forward" in wrapped.__dict__
