@@ -234,12 +234,16 @@ def test_run_notebooks_records_status_and_seconds(tmp_path):
     assert report.skipped == ["notebook 01_ok.ipynb: --exclude"]  # 02 does not match "_o"
 
 
-def test_dry_run_checks_the_whole_runner_without_a_gpu(tmp_path):
+def dry_run(out_dir, *args: str) -> dict:
+    """``gpu_check.py --dry-run ARGS --out OUT_DIR`` in a subprocess; its report.json."""
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--dry-run",
-                          "--skip-4bit", "--batches", "1", "4", "--out", str(tmp_path)],
-                         capture_output=True, text=True)
+                          *args, "--out", str(out_dir)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    data = json.loads((tmp_path / "report.json").read_text())
+    return json.loads((out_dir / "report.json").read_text())
+
+
+def test_dry_run_checks_the_whole_runner_without_a_gpu(tmp_path):
+    data = dry_run(tmp_path, "--skip-4bit", "--batches", "1", "4")
     assert data["device"].startswith("CPU dry run")  # never mistaken for a GPU report
     assert [m["batch_size"] for m in data["memory"]] == [1, 4]
     assert {m["context_len"] for m in data["memory"]} == {256}
@@ -250,11 +254,7 @@ def test_dry_run_checks_the_whole_runner_without_a_gpu(tmp_path):
 
 def test_quick_leaves_out_lesson_05(tmp_path):
     """--quick skips the slowest notebook on a GPU (lesson 05's four quantizations)."""
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--dry-run",
-                          "--quick", "-k", "05_", "--skip-yi", "--out", str(tmp_path)],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    data = json.loads((tmp_path / "report.json").read_text())
+    data = dry_run(tmp_path, "--quick", "-k", "05_", "--skip-yi")
     assert data["notebooks"] == []
     assert "notebook 05_quantization.ipynb: --exclude" in data["skipped"]
 
