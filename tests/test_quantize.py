@@ -274,14 +274,17 @@ def tiny_model(embedded):
     return AutoModelForCausalLM.from_config(config).eval(), tok
 
 
+#: four bilingual conversations: enough calibration for the tiny model's GPTQ and AWQ
+CALIBRATION = [[{"role": "user", "content": f"Question {i}? 问题{i}"},
+                {"role": "assistant", "content": f"Answer {i}, about ships and the sea."}]
+               for i in range(4)]
+
+
 @pytest.mark.parametrize("method,bits", [("gptq", 4), ("awq", 4), ("int8-weight-only", 8)])
 def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bits):
     from yi_helpers.chat import chat
 
     model, tok = tiny_model
-    calibration = [[{"role": "user", "content": f"Question {i}? 问题{i}"},
-                    {"role": "assistant", "content": f"Answer {i}, about ships and the sea."}]
-                   for i in range(4)]
     messages = [{"role": "user", "content": "Hello"}]
     text = "The harbour town wakes early."
 
@@ -291,7 +294,7 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
                 q.perplexity(quantized, tok, text),
                 weight.detach().float().clone() if method != "int8-weight-only" else None)
 
-    result = q.quantize(model, method, bits=bits, group_size=64, calibration=calibration,
+    result = q.quantize(model, method, bits=bits, group_size=64, calibration=CALIBRATION,
                         out_dir=tmp_path / method, tokenizer=tok, before_save=before_save)
     assert result.seconds > 0 and result.size_bytes > 0
     assert q.quant_method(result.out_dir) in {"gptq", "awq", "torchao"}
@@ -358,10 +361,7 @@ def test_load_quantized_with_the_torch_kernel(tiny_model, tmp_path, method):
     """The kernel a GPU gets by default (``"torch"``), here on the CPU: GPTQModel's plain PyTorch
     layers, for GPTQ folders (GPTQModel.load) and AWQ ones (transformers' AwqConfig)."""
     model, tok = tiny_model
-    calibration = [[{"role": "user", "content": f"Question {i}? 问题{i}"},
-                    {"role": "assistant", "content": f"Answer {i}, about ships and the sea."}]
-                   for i in range(4)]
-    result = q.quantize(model, method, bits=4, group_size=64, calibration=calibration,
+    result = q.quantize(model, method, bits=4, group_size=64, calibration=CALIBRATION,
                         out_dir=tmp_path / method, tokenizer=tok)
     text = "The harbour town wakes early."
     auto, _ = q.load_quantized(result.out_dir)

@@ -706,11 +706,15 @@ def eager(model: Any) -> Any:
 # Loading a quantized folder back
 # ---------------------------------------------------------------------------------------------
 
+def quantization_config(folder: str | os.PathLike) -> dict:
+    """The ``quantization_config`` of a folder's ``config.json``; ``{}`` for a plain model."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    return config.get("quantization_config") or {}
+
+
 def quant_method(folder: str | os.PathLike) -> str | None:
     """``"gptq"``, ``"awq"``, ``"torchao"``... from a folder's ``config.json``; None if plain."""
-    config = json.loads((Path(folder) / "config.json").read_text())
-    quant = config.get("quantization_config") or {}
-    return quant.get("quant_method")
+    return quantization_config(folder).get("quant_method")
 
 
 #: GPTQModel's kernel for GPTQ and AWQ layers, by device type. On a GPU its own choice
@@ -746,6 +750,7 @@ def load_quantized(folder: str | os.PathLike, *, device: str = "cpu", dtype: Any
         FileNotFoundError: neither a folder with a ``config.json`` nor a hub id.
         ModelNotAvailableError: a hub id that is not cached while the hub is unreachable.
     """
+    from .devices import resolve_device, resolve_dtype
     from .loading import configure_chat_stopping, download, is_hub_id, load
 
     folder = download(folder) if is_hub_id(folder) else Path(folder).expanduser()
@@ -753,15 +758,13 @@ def load_quantized(folder: str | os.PathLike, *, device: str = "cpu", dtype: Any
         raise FileNotFoundError(
             f"{folder} is not a model folder (no config.json): pass the out_dir that quantize() "
             "wrote, or a quantized model's hub id such as '01-ai/Yi-6B-Chat-4bits'.")
-    method = quant_method(folder)
+    quant = quantization_config(folder)
+    method = quant.get("quant_method")
     dtype = dtype or ("bfloat16" if method else "auto")
-    from .devices import resolve_device
-
     kernel = kernel_backend(resolve_device(device), backend)
     if method == "awq" and kernel is not None:  # transformers hands AWQ layers to GPTQModel
         from transformers import AwqConfig
 
-        quant = json.loads((folder / "config.json").read_text())["quantization_config"]
         # transformers names GPTQModel's AWQ kernels itself: "torch_awq", "gemm", "marlin"...
         config = AwqConfig.from_dict({**quant, "backend": "torch_awq" if kernel == "torch" else kernel})
         with warnings.catch_warnings():  # "loading attributes ... will be overwritten": wanted
@@ -773,8 +776,6 @@ def load_quantized(folder: str | os.PathLike, *, device: str = "cpu", dtype: Any
 
     _import_gptqmodel()
     from gptqmodel import GPTQModel
-
-    from .devices import resolve_dtype
 
     with quiet():
         wrapper = GPTQModel.load(str(folder), device=device, dtype=resolve_dtype(dtype, device),
