@@ -11,11 +11,11 @@ bitsandbytes for its 4-bit row: it runs on a bare CUDA machine before the notebo
 the embedded model are brought there.
 
 Budget on one H200, measured (reports/gpu/report.md): the Yi-shaped part with its 4-bit row
-77 s (build 2 s); the notebooks 01 20 s, 02 27 s, 03 32 s, 04 56-87 s, 05 180 s (its four
-quantizations), 06 128 s (after 04 and 05: it reloads their folders), 07 41 s: about 9.5 minutes
-in all (`make setup` converts the embedded model once before, in 30-50 s). Each part can be
-skipped: --skip-yi, --skip-notebooks, --skip-4bit, --exclude 05 (repeatable); --quick skips
-4-bit, the batch sizes above 4 and lesson 05.
+77 s (build 2 s); the notebooks 01 19 s, 02 24 s, 03 25 s, 04 62 s, 05 180 s (its four
+quantizations), 06 128 s (after 04 and 05: it reloads their folders), 07 40 s: about 9.2 minutes
+in all (`make setup` converts the embedded model once before, in 26-48 s). `--quick` ran in one
+go in 271 s. Each part can be skipped: --skip-yi, --skip-notebooks, --skip-4bit, --exclude 05
+(repeatable); --quick skips 4-bit, the batch sizes above 4 and lesson 05.
 """
 
 from __future__ import annotations
