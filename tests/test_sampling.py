@@ -85,6 +85,19 @@ def test_argument_errors_are_clear(kwargs, match):
         transform(torch.zeros(10), **kwargs)
 
 
+def test_logits_that_give_no_distribution_are_refused():
+    """NaN scores, or a row where every score is -inf, would give NaN probabilities."""
+    good = torch.tensor([1.0, 2.0, float("-inf")])
+    assert torch.allclose(transform(good)["final"].sum(), torch.tensor(1.0))
+    with pytest.raises(ValueError, match="NaN"):
+        transform(torch.tensor([1.0, float("nan"), 0.0]))
+    with pytest.raises(ValueError, match="every logit is -inf in row"):
+        transform(torch.full((3,), float("-inf")))
+    batch = torch.stack([good, torch.full((3,), float("-inf"))])
+    with pytest.raises(ValueError, match=r"row\(s\) \[1\]"):
+        transform(batch, temperature=0.7)
+
+
 def test_repetition_penalty_needs_input_ids():
     with pytest.raises(ValueError, match="input_ids"):
         transform(torch.zeros(10), repetition_penalty=1.3)

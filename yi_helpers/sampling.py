@@ -17,6 +17,11 @@ import torch
 from .chat import (SAMPLING_KNOBS, cut_at_stop, default_template, ensure_pad_token,
                    greedy_overrides, render, stop_token_ids)
 
+__all__ = ["YI_BASE_SAMPLING", "YI_CHAT_SAMPLING", "YI_DEMO_SAMPLING", "check_sampling_args",
+           "check_logits", "transform", "kept", "entropy_bits", "NextToken",
+           "next_token_distribution", "ngrams", "distinct_n", "repeated_ngram_rate", "sample",
+           "mean_log_likelihood", "measure"]
+
 #: Settings the Yi README and demos use.
 YI_BASE_SAMPLING = dict(temperature=0.7, top_k=40, top_p=0.8, repetition_penalty=1.3,
                         no_repeat_ngram_size=5)  # README, base-model text generation
@@ -41,6 +46,23 @@ def check_sampling_args(*, temperature: float = 1.0, top_k: int = 0, top_p: floa
                          f"got {repetition_penalty!r}")
 
 
+def check_logits(logits: torch.Tensor) -> None:
+    """Raise ``ValueError`` when ``logits`` (``(vocab,)`` or ``(batch, vocab)``) cannot be turned
+    into probabilities: a NaN score, or a row where every score is ``-inf`` (nothing left to
+    sample). Both would give NaN probabilities without a word; they usually mean the model ran
+    in a dtype that overflowed (float16 on a CPU), or a mask removed every token."""
+    if torch.isnan(logits).any():
+        raise ValueError("logits contain NaN: the model's forward pass overflowed or was fed "
+                         "invalid input (float16 on a CPU often does this; use float32 or "
+                         "bfloat16).")
+    rows = logits.reshape(-1, logits.shape[-1]) if logits.dim() else logits.reshape(1, 1)
+    dead = torch.isneginf(rows).all(-1)
+    if dead.any():
+        raise ValueError(f"every logit is -inf in row(s) {dead.nonzero().flatten().tolist()}: "
+                         "no token is left to sample. Check the mask or the bad-words list "
+                         "that removed them.")
+
+
 def transform(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int = 0,
               top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
               input_ids: torch.Tensor | Sequence[int] | None = None) -> dict[str, torch.Tensor]:
@@ -61,6 +83,7 @@ def transform(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int = 0,
     squeeze = scores.dim() == 1
     if squeeze:
         scores = scores.unsqueeze(0)
+    check_logits(scores)
     stages: dict[str, torch.Tensor] = {"logits": scores.softmax(-1)}
 
     # 1. Repetition penalty: tokens already present become less likely. A positive score is
