@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from yi_helpers import bench
-from yi_helpers.gpu import random_model
+from yi_helpers import measure
+from yi_helpers.yi_shape import random_model, tiny_yi_config
 
 
 # ----------------------------------------------------------------------------- data and prompts
@@ -67,8 +68,8 @@ def test_parse_choice(text, letter):
 
 def test_encode_pair_moves_trailing_space_like_lm_eval(embedded):
     _, tok = embedded
-    ctx, cont = bench._encode_pair(tok, "The correct answer is: ", "A")
-    ctx2, cont2 = bench._encode_pair(tok, "The correct answer is:", " A")
+    ctx, cont = bench.encode_pair(tok, "The correct answer is: ", "A")
+    ctx2, cont2 = bench.encode_pair(tok, "The correct answer is:", " A")
     assert (ctx, cont) == (ctx2, cont2) and len(cont) == 1
 
 
@@ -76,7 +77,7 @@ def test_shared_prefix_cache_gives_the_same_scores(embedded):
     model, tok = embedded
     qs = bench.load_questions("en", limit=3, subjects=["high_school_biology"])
     shots = bench.dev_shots("en", "high_school_biology", 2)
-    shared = bench._PrefixCache(model)
+    shared = bench.PrefixCache(model)
     for q in qs:
         prompt = bench.build_prompt(q, "en", shots)
         a = bench.score_question(model, tok, prompt, prefix=shared)
@@ -106,7 +107,7 @@ def test_perplexity_window_covering_the_text_equals_the_plain_loss(embedded):
     model, tok = embedded
     text = "The harbour was quiet in the morning, and the boats came back before noon."
     r = bench.perplexity(model, tok, text, window=256, stride=256)
-    ids = torch.tensor([tok.encode(text)])
+    ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         loss = model(ids, labels=ids).loss
     assert r["windows"] == 1 and r["tokens"] == ids.shape[1] - 1
@@ -115,26 +116,46 @@ def test_perplexity_window_covering_the_text_equals_the_plain_loss(embedded):
 
 def test_sliding_window_scores_each_token_once():
     torch.manual_seed(0)
-    model = random_model(__import__("yi_helpers.gpu").gpu.tiny_yi_config(), dtype=torch.float32)
+    model = random_model(tiny_yi_config(), dtype=torch.float32)
 
     class Tok:  # ids written as text: "5 17 3" → [5, 17, 3]
-        def encode(self, text):
-            return [int(x) for x in text.split()]
+        def __call__(self, text, add_special_tokens=True):
+            return {"input_ids": [int(x) for x in text.split()]}
 
     text = " ".join(str(i % 900 + 3) for i in range(100))
     r = bench.perplexity(model, Tok(), text, window=32, stride=16)
     assert r["tokens"] == 99 and r["windows"] == 6
     short = bench.perplexity(model, Tok(), text, window=32, stride=16, max_tokens=40)
     assert short["tokens"] == 39
+    assert bench.perplexity(model, Tok(), text, window=32)["windows"] == 6  # stride: window // 2
     with pytest.raises(ValueError):
         bench.perplexity(model, Tok(), text, window=16, stride=32)
+    with pytest.raises(ValueError, match="too short"):
+        bench.perplexity(model, Tok(), "5")
+
+
+def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():
+    class Uniform(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids):
+            return type("Out", (), {"logits": torch.zeros(*input_ids.shape, 10)})
+
+    class Tok:
+        def __call__(self, text, add_special_tokens=True):
+            return {"input_ids": [int(c) for c in text]}
+
+    r = bench.perplexity(Uniform(), Tok(), "0123456789" * 30, window=64, stride=32)
+    assert r["ppl"] == pytest.approx(10, rel=1e-5) and r["tokens"] == 299
 
 
 # ----------------------------------------------------------------------------- speed
 
 @pytest.fixture(scope="module")
 def tiny():
-    from yi_helpers.gpu import tiny_yi_config
+    from yi_helpers.yi_shape import tiny_yi_config
 
     return random_model(tiny_yi_config(), dtype=torch.float32)
 
@@ -207,10 +228,10 @@ def test_kv_bytes_and_roofline(tiny):
 
 
 def test_peak_rss_reset():
-    before = bench.peak_rss_mb()
-    assert before >= bench.rss_mb() > 0
-    if bench.reset_peak_rss():
-        assert bench.peak_rss_mb() <= before
+    before = measure.peak_rss_mb()
+    assert before >= measure.rss_mb() > 0
+    if measure.reset_peak_rss():
+        assert measure.peak_rss_mb() <= before
 
 
 # ----------------------------------------------------------------------------- JSON

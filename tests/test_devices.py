@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 
-from yi_helpers import loading
 from yi_helpers.devices import load_dtype, resolve_device, resolve_dtype
 
 
@@ -42,9 +41,10 @@ def test_the_embedded_model_stays_float32_on_a_gpu():
     assert load_dtype(None, "float16", "cuda") == torch.float16
 
 
-def test_loading_still_offers_them():
-    # lesson 06 imports resolve_device from yi_helpers.loading
-    assert loading.resolve_device is resolve_device and loading.resolve_dtype is resolve_dtype
+def test_a_quantized_folder_loads_in_bfloat16_everywhere():
+    assert load_dtype(None, "auto", "cpu", quantized=True) == torch.bfloat16
+    assert load_dtype(None, "float32", "cpu", quantized=True) == torch.float32  # asked for
+    assert load_dtype(None, "auto", "cpu") == torch.float32
 
 
 def test_devices_and_serve_import_no_transformers():

@@ -8,7 +8,14 @@ import json
 import pytest
 import torch
 
+from yi_helpers import load
 from yi_helpers import quantize as q
+from yi_helpers.bench import perplexity
+from yi_helpers.loading import kernel_backend
+from yi_helpers.measure import model_bytes
+from yi_helpers.quantize import drivers
+from yi_helpers.resolve import quant_method
+from yi_helpers.system import import_gptqmodel
 from yi_helpers.chat import render
 
 
@@ -64,7 +71,7 @@ def test_rtn_codes_fit_in_bits_also_for_one_signed_groups():
 
 
 def test_pack_awq_gemm_is_what_gptqmodel_unpacks():
-    q._import_gptqmodel()  # quietly
+    import_gptqmodel()  # quietly
     from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
 
     w = torch.randn(48, 128, generator=torch.Generator().manual_seed(4))
@@ -136,7 +143,7 @@ def test_gptq_checks_shapes():
 
 def test_awq_needs_llama_blocks():
     with pytest.raises(q.UnsupportedQuantizationError, match="Llama-style blocks"):
-        q._llama_layers(torch.nn.Linear(4, 4))
+        drivers._llama_layers(torch.nn.Linear(4, 4))
 
 
 def test_layer_inputs_one_row_per_token(tiny_model):
@@ -204,8 +211,8 @@ def test_group_size_must_divide_widths():
 
 
 def test_missing_backend_is_named(monkeypatch):
-    real = q.importlib.util.find_spec
-    monkeypatch.setattr(q.importlib.util, "find_spec",
+    real = drivers.importlib.util.find_spec
+    monkeypatch.setattr(drivers.importlib.util, "find_spec",
                         lambda name: None if name == "gptqmodel" else real(name))
     with pytest.raises(q.UnsupportedQuantizationError, match="gptqmodel==7.6.0"):
         q.check_supported("awq", 4)
@@ -244,20 +251,6 @@ def test_size_ratio_for_yi_and_embedded():
     assert q.size_ratio("01-ai/Yi-6B-Chat", 8, 128) > yi
 
 
-def test_perplexity_of_a_perfect_and_a_uniform_model():
-    class Uniform(torch.nn.Module):
-        device = torch.device("cpu")
-
-        def forward(self, ids):
-            return type("Out", (), {"logits": torch.zeros(*ids.shape, 10)})
-
-    class Tok:
-        def __call__(self, text, **_):
-            return {"input_ids": torch.tensor([[int(c) for c in text]])}
-
-    assert q.perplexity(Uniform(), Tok(), "0123456789" * 30, window=64) == pytest.approx(10, rel=1e-5)
-
-
 # --- a real round trip on a tiny model -----------------------------------------------------------
 
 @pytest.fixture
@@ -291,18 +284,18 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
     def before_save(quantized):
         weight = quantized.model.layers[1].mlp.down_proj.weight
         return (chat(quantized, tok, messages, max_new_tokens=8),
-                q.perplexity(quantized, tok, text),
+                perplexity(quantized, tok, text)["ppl"],
                 weight.detach().float().clone() if method != "int8-weight-only" else None)
 
     result = q.quantize(model, method, bits=bits, group_size=64, calibration=CALIBRATION,
                         out_dir=tmp_path / method, tokenizer=tok, before_save=before_save)
     assert result.seconds > 0 and result.size_bytes > 0
-    assert q.quant_method(result.out_dir) in {"gptq", "awq", "torchao"}
+    assert quant_method(result.out_dir) in {"gptq", "awq", "torchao"}
     assert result.n_calibration == (0 if method == "int8-weight-only" else 4)
-    reloaded, tok2 = q.load_quantized(result.out_dir)
-    reply, ppl = chat(reloaded, tok2, messages, max_new_tokens=8), q.perplexity(reloaded, tok2, text)
-    reference = q.perplexity(model, tok, text)
-    assert 0 < q.memory_bytes(reloaded) < q.memory_bytes(model)  # packed tensors counted
+    reloaded, tok2 = load(result.out_dir)
+    reply, ppl = chat(reloaded, tok2, messages, max_new_tokens=8), perplexity(reloaded, tok2, text)["ppl"]
+    reference = perplexity(model, tok, text)["ppl"]
+    assert 0 < model_bytes(reloaded) < model_bytes(model)  # packed tensors counted
     if method != "int8-weight-only":  # stored as checkpoints ship: 16-bit embedding and norms
         from safetensors import safe_open
 
@@ -315,78 +308,76 @@ def test_quantize_save_reload_same_greedy_reply(tiny_model, tmp_path, method, bi
         # one calibration pass per block (see quantize._gptqmodel), as saved
         meta = json.loads((result.out_dir / "quantize_config.json").read_text())["meta"]
         assert meta["true_sequential"] is False
-        dense = q.dequantize(q.load_quantized(result.out_dir)[0])
+        dense = q.dequantize(load(result.out_dir)[0])
         assert not any(hasattr(m, "qweight") for m in dense.modules())
-        assert q.perplexity(dense, tok2, text) == pytest.approx(ppl, rel=0.01)
+        assert perplexity(dense, tok2, text)["ppl"] == pytest.approx(ppl, rel=0.01)
         assert torch.equal(dense.model.layers[1].mlp.down_proj.weight, result.before_save[2])
         assert chat(dense, tok2, messages, max_new_tokens=8) == result.before_save[0]
-        assert q.perplexity(dense, tok2, text) == pytest.approx(result.before_save[1], rel=1e-6)
+        assert perplexity(dense, tok2, text)["ppl"] == pytest.approx(result.before_save[1], rel=1e-6)
     elif method == "int8-weight-only":
         assert result.before_save[0] == reply
         assert result.before_save[1] == pytest.approx(ppl, rel=0.01)
         stored = reloaded.model.layers[1].mlp.down_proj.weight  # torchao's int8 tensor
-        dense = q.dequantize(q.load_quantized(result.out_dir)[0])
+        dense = q.dequantize(load(result.out_dir)[0])
         assert type(dense.model.layers[1].mlp.down_proj.weight) is torch.nn.Parameter
         assert torch.equal(dense.model.layers[1].mlp.down_proj.weight, stored.dequantize().float())
         assert dense.dtype == torch.float32
-        assert q.perplexity(dense, tok2, text) == pytest.approx(ppl, rel=0.01)
+        assert perplexity(dense, tok2, text)["ppl"] == pytest.approx(ppl, rel=0.01)
     else:  # awq: the file holds exactly the weights the model had in memory (in float32)
-        dense = q.dequantize(q.load_quantized(result.out_dir)[0])
+        dense = q.dequantize(load(result.out_dir)[0])
         assert torch.equal(dense.model.layers[1].mlp.down_proj.weight, result.before_save[2])
         assert chat(dense, tok2, messages, max_new_tokens=8) == result.before_save[0]
-        assert q.perplexity(dense, tok2, text) == pytest.approx(result.before_save[1], rel=1e-5)
+        assert perplexity(dense, tok2, text)["ppl"] == pytest.approx(result.before_save[1], rel=1e-5)
         assert ppl == pytest.approx(result.before_save[1], rel=0.01)  # the int4 kernel, in bf16
         with pytest.raises(ValueError, match="fresh load"):
             q.dequantize(reloaded)  # its int4 kernel repacked the weights at the first forward
-        fresh = q.load_quantized(result.out_dir)[0]  # a copy dequantizes, the kernel stays
+        fresh = load(result.out_dir)[0]  # a copy dequantizes, the kernel stays
         copied = q.dense_copy(fresh, result.out_dir)
         assert copied is not fresh and any(hasattr(m, "qweight") for m in fresh.modules())
-        assert q.perplexity(fresh, tok2, text) == pytest.approx(ppl, rel=1e-4)
+        assert perplexity(fresh, tok2, text)["ppl"] == pytest.approx(ppl, rel=1e-4)
         assert torch.equal(copied.model.layers[1].mlp.down_proj.weight, result.before_save[2])
-    if method == "gptq":  # yi_helpers.load hands GPTQ folders to GPTQModel (no optimum here)
-        from yi_helpers import load
-
+    if method == "gptq":  # yi_helpers.load hands GPTQ folders to GPTQModel
         assert chat(load(str(result.out_dir), device="cpu")[0], tok2, messages,
                     max_new_tokens=8) == reply
 
 
 def test_kernel_backend_builds_nothing_on_a_gpu_unless_asked():
-    assert q.kernel_backend("cuda") == q.kernel_backend("cuda:1") == "torch"
-    assert q.kernel_backend("cpu") is None  # GPTQModel's own choice, as measured in lesson 05
-    assert q.kernel_backend("cuda", "auto") == "auto" and q.kernel_backend("cpu", "torch") == "torch"
+    assert kernel_backend("cuda") == kernel_backend("cuda:1") == "torch"
+    assert kernel_backend("cpu") is None  # GPTQModel's own choice, as measured in lesson 05
+    assert kernel_backend("cuda", "auto") == "auto" and kernel_backend("cpu", "torch") == "torch"
 
 
 @pytest.mark.parametrize("method", ["gptq", "awq"])
-def test_load_quantized_with_the_torch_kernel(tiny_model, tmp_path, method):
+def test_load_with_the_torch_kernel(tiny_model, tmp_path, method):
     """The kernel a GPU gets by default (``"torch"``), here on the CPU: GPTQModel's plain PyTorch
     layers, for GPTQ folders (GPTQModel.load) and AWQ ones (transformers' AwqConfig)."""
     model, tok = tiny_model
     result = q.quantize(model, method, bits=4, group_size=64, calibration=CALIBRATION,
                         out_dir=tmp_path / method, tokenizer=tok)
     text = "The harbour town wakes early."
-    auto, _ = q.load_quantized(result.out_dir)
-    torch_kernel, tok2 = q.load_quantized(result.out_dir, backend="torch")
+    auto, _ = load(result.out_dir)
+    torch_kernel, tok2 = load(result.out_dir, backend="torch")
     kinds = {type(m).__name__ for m in torch_kernel.modules() if hasattr(m, "qweight")}
     assert kinds == {"TorchLinear" if method == "gptq" else "AwqTorchLinear"}
-    assert q.perplexity(torch_kernel, tok2, text) == pytest.approx(
-        q.perplexity(auto, tok2, text), rel=0.02)  # same weights, another kernel's rounding
+    assert perplexity(torch_kernel, tok2, text)["ppl"] == pytest.approx(
+        perplexity(auto, tok2, text)["ppl"], rel=0.02)  # same weights, another kernel's rounding
 
 
-# --- load_quantized: folders and hub ids ---------------------------------------------------------
+# --- load(): quantized folders and hub ids ---------------------------------------------------------
 
-def test_load_quantized_of_an_uncached_hub_id_offline_says_how_to_get_it(offline_hub_cache):
+def test_load_of_an_uncached_quantized_hub_id_offline_says_how_to_get_it(offline_hub_cache):
     from yi_helpers import ModelNotAvailableError
 
     with pytest.raises(ModelNotAvailableError, match="hf download 01-ai/Yi-6B-Chat-4bits"):
-        q.load_quantized("01-ai/Yi-6B-Chat-4bits")
+        load("01-ai/Yi-6B-Chat-4bits")
 
 
-def test_load_quantized_of_a_cached_hub_id_works_offline(offline_hub_cache, tiny_llama_dir):
+def test_load_of_a_cached_hub_id_works_offline(offline_hub_cache, tiny_llama_dir):
     offline_hub_cache("someone/tiny-chat", tiny_llama_dir)
-    model, tok = q.load_quantized("someone/tiny-chat")
+    model, tok = load("someone/tiny-chat")
     assert model.config.hidden_size == 64 and len(tok) == model.config.vocab_size
 
 
-def test_load_quantized_of_a_missing_folder_names_what_it_takes(tmp_path):
-    with pytest.raises(FileNotFoundError, match="out_dir that quantize"):
-        q.load_quantized(tmp_path / "nothing-here")
+def test_load_of_a_missing_folder_names_what_it_takes(tmp_path):
+    with pytest.raises(ValueError, match="not a folder"):
+        load(tmp_path / "nothing-here")

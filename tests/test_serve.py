@@ -59,6 +59,7 @@ def fake(monkeypatch, tmp_path):
     monkeypatch.setattr(S.subprocess, "Popen", popen)
     folder = tmp_path / "tiny-model"
     folder.mkdir()
+    (folder / "model.safetensors").touch()  # a model folder, as the resolver checks
     return SimpleNamespace(started=started, mode=mode, folder=folder)
 
 
@@ -159,13 +160,14 @@ def test_stubborn_server_is_killed(fake):
     assert server.process.returncode == -9  # SIGTERM ignored, so killed
 
 
-def test_resolve_model(tmp_path):
+def test_server_target(tmp_path):
     folder = tmp_path / "my-model"
     folder.mkdir()
-    assert S.resolve_model(folder) == (folder.resolve().parent, "my-model")
-    assert S.resolve_model("01-ai/Yi-6B-Chat") == (None, "01-ai/Yi-6B-Chat")
-    with pytest.raises(ValueError, match="neither"):
-        S.resolve_model(tmp_path / "missing")
+    (folder / "model.safetensors").touch()
+    assert S.server_target(folder) == (folder.resolve().parent, "my-model")
+    assert S.server_target("01-ai/Yi-6B-Chat") == (None, "01-ai/Yi-6B-Chat")
+    with pytest.raises(ValueError, match="not a folder"):
+        S.server_target(tmp_path / "missing")
 
 
 def test_server_command():
@@ -336,6 +338,7 @@ def test_a_broken_model_folder_fails_with_the_log_tail(tmp_path):
     folder = tmp_path / "broken"
     folder.mkdir()
     (folder / "config.json").write_text("{ this is not json")
+    (folder / "model.safetensors").touch()
     started = time.perf_counter()
     with pytest.raises(S.ServerStartError, match=r"exited(.|\n)*(JSON|json|Expecting)"):
         with S.serve(folder, timeout=120):
@@ -350,6 +353,7 @@ def test_pick_device(monkeypatch):
     device, dtype = S.pick_device("auto")
     assert device == ("cuda" if torch.cuda.is_available() else "cpu")
     assert dtype == "float32"  # the embedded model: float32 on any device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
     assert S.pick_device("cuda") == ("cuda", "float32")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # an A100/H100
     assert S.pick_device("cuda", "01-ai/Yi-6B-Chat") == ("cuda", "bfloat16")

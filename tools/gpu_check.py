@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
+# the checkout first, for a GPU machine given only tools/wheels.py's wheels (no `pip install -e
+# .`), and tools/ (the runner's siblings) also when it is run through runpy
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 from wheels import (check, notebook_wheels, report as wheel_report,  # noqa: E402
@@ -107,7 +109,7 @@ def _bitsandbytes_ready(report, skip_4bit: bool) -> bool:
 
 def _decode_row(model, model_id: str, weights: str, weight_bytes: float, kv_bytes_per_token: int,
                 bandwidth: float) -> dict:
-    from yi_helpers.gpu import decode_roofline_tokens_per_s, decode_tokens_per_s
+    from yi_helpers.bench.speed import decode_roofline_tokens_per_s, decode_tokens_per_s
 
     prompt, new = 128, 64
     rate = decode_tokens_per_s(model, batch_size=1, prompt_len=prompt, new_tokens=new)
@@ -132,9 +134,11 @@ def run_yi(report, batches: list[int], context: int, skip_4bit: bool, *,
 
     import torch
 
-    from yi_helpers.gpu import (inference_peak_gb, measure_bandwidth_gbs, memory_record,
-                                random_model, record_dict, yi_config)
-    from yi_helpers.models import spec, spec_from_config, weight_bytes
+    from gpu_report import memory_record, record_dict
+    from yi_helpers.bench.speed import measure_bandwidth_gbs
+    from yi_helpers.measure import inference_peak_gb
+    from yi_helpers.models import planned_weight_bytes, spec, spec_from_config
+    from yi_helpers.yi_shape import random_model, yi_config
 
     s = spec(model_id) if config is None else spec_from_config(config, id=model_id, kind="base")
     config = yi_config(s) if config is None else config
@@ -159,7 +163,7 @@ def run_yi(report, batches: list[int], context: int, skip_4bit: bool, *,
             print(f"memory batch {batch}: done", flush=True)
         bandwidth = measure_bandwidth_gbs(device, size_mb=bandwidth_mb)
         report.notes.append(f"measured copy bandwidth: {bandwidth:.0f} GB/s")
-        report.decode.append(_decode_row(model, s.id, "bf16", weight_bytes(s, 16),
+        report.decode.append(_decode_row(model, s.id, "bf16", planned_weight_bytes(s, 16),
                                          s.kv_bytes_per_token(), bandwidth))
         print("decode bf16: done", flush=True)
         if four_bit:  # bitsandbytes quantizes while loading: save the same weights first
@@ -168,16 +172,19 @@ def run_yi(report, batches: list[int], context: int, skip_4bit: bool, *,
         free()
         if not four_bit:
             return
-        from transformers import BitsAndBytesConfig, LlamaForCausalLM
+        from transformers import LlamaForCausalLM
 
+        from yi_helpers.loading import bnb_4bit_config
+
+        # the same NF4 config as yi_helpers.load(..., quantization="nf4") (QLoRA's base); the
+        # folder has no tokenizer, so the weights are loaded directly
         q = LlamaForCausalLM.from_pretrained(
             tmp, dtype=torch.bfloat16, device_map=device,
-            quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                   bnb_4bit_compute_dtype=torch.bfloat16)).eval()
+            quantization_config=bnb_4bit_config("bfloat16")).eval()
     gb = inference_peak_gb(q, 1, context)
     report.memory.append(record_dict(memory_record(s, 1, context, gb, weight_bits=4,
                                                    weights="nf4")))
-    report.decode.append(_decode_row(q, s.id, "nf4", weight_bytes(s, 4), s.kv_bytes_per_token(),
+    report.decode.append(_decode_row(q, s.id, "nf4", planned_weight_bytes(s, 4), s.kv_bytes_per_token(),
                                      bandwidth))
     print("4-bit: done", flush=True)
 
@@ -233,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = check(wheels if notebooks else yi_part_wheels(wheels))
     print(wheel_report(problems, needs), flush=True)
 
-    from yi_helpers.gpu import GpuReport, tiny_yi_config
+    from gpu_report import GpuReport
+    from yi_helpers.yi_shape import tiny_yi_config
 
     device = "cpu" if args.dry_run else "cuda"
     report = GpuReport(device=DRY_RUN_DEVICE if args.dry_run else torch.cuda.get_device_name(0),

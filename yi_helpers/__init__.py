@@ -1,8 +1,11 @@
 """yi_helpers: the small, tested package behind the Yi Learning Hub notebooks.
 
-Modules are named for lesson topics: ``models`` (the Yi family and a memory planner),
-``loading`` (``load()``), ``devices`` (what ``"auto"`` means), ``embedded`` (the offline
-SmolLM2 model), ``chat``, ``sampling``, ``gpu`` and ``system`` (machine facts and measurements).
+Modules are named for their job (``docs/architecture.md`` draws them): ``models`` (the Yi
+family and a memory planner), ``resolve`` (what a model name means), ``devices`` (what
+``"auto"`` means), ``loading`` (``load()``, plain and quantized), ``embedded`` (the offline
+SmolLM2 model), ``chat``, ``sampling``, ``measure`` and ``units`` (bytes and memory),
+``bench`` (speed and quality), ``quantize``, ``finetune``, ``serve``, ``yi_shape`` (Yi-shaped
+random models) and ``system`` (machine facts).
 
 ``load`` and its errors are imported on first use: they pull in transformers (seconds), which
 ``yi_helpers.models`` and the others that need no model do not.

@@ -20,6 +20,11 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+__all__ = ["IM_START", "IM_END", "ROLES", "YI_CHAT_TEMPLATE", "YI15_CHAT_TEMPLATE", "TEMPLATES",
+           "validate_messages", "render", "stop_token_ids", "ensure_pad_token", "default_template",
+           "SAMPLING_KNOBS", "greedy_overrides", "cut_at_stop", "chat", "chat_batch",
+           "Conversation", "TokenView"]
+
 logger = logging.getLogger(__name__)
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"

@@ -1,13 +1,27 @@
-"""Devices and dtypes: what ``"auto"`` means for a model on this machine.
+"""Devices and dtypes: the one place that decides what ``"auto"`` means.
 
-Light on purpose (torch only, imported inside the functions): ``yi_helpers.loading`` builds
-``load()`` on these, and ``yi_helpers.serve`` picks a server's device and dtype with them
-without importing transformers' model code.
+``load()``, the server (lesson 07), fine-tuning (lesson 04) and quantized loading all ask this
+module; none decides on its own. The rules:
+
+- **device** ``"auto"``: ``"cuda"`` when torch sees a CUDA GPU, else ``"mps"`` (Apple GPU) when
+  available, else ``"cpu"``. A named device that is absent is an error, not a silent fallback.
+- **dtype** ``"auto"`` (:func:`resolve_dtype`): bfloat16 on a CUDA GPU that supports it
+  (float16 on older GPUs), float32 on a CPU and on MPS: float32 keeps greedy outputs identical
+  across CPUs, and most CPUs multiply bfloat16 slower than float32.
+- **dtype** ``"auto"`` **for a model** (:func:`load_dtype`), two exceptions to the above:
+  the tiny embedded model stays float32 everywhere (so the lessons print the same on a GPU as
+  on the CPU they were written on), and a quantized folder (GPTQ, AWQ, torchao) loads in
+  bfloat16 everywhere (the dtype its 16-bit parts were stored and quantized in).
+
+Light on purpose (torch only, imported inside the functions): nothing here imports
+transformers' model code.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+__all__ = ["resolve_device", "resolve_dtype", "load_dtype", "dtype_name", "is_auto"]
 
 _DTYPES = {
     "float32": "float32", "fp32": "float32", "float": "float32",
@@ -44,18 +58,25 @@ def resolve_device(device: str = "auto") -> str:
     return name
 
 
-def _is_auto(dtype: Any) -> bool:
+def is_auto(dtype: Any) -> bool:
     return isinstance(dtype, str) and dtype.strip().lower() == "auto"
 
 
-def load_dtype(model_id: str | None, dtype: Any, device: str):
-    """The dtype ``yi_helpers.load`` (and the lesson-07 server) gives ``model_id``:
-    :func:`resolve_dtype`, except that ``"auto"`` keeps the tiny embedded model in float32 on a
-    GPU too, so that the lessons' outputs and checks are the same there as on the CPU they were
-    written on."""
-    if model_id == "embedded" and _is_auto(dtype):
-        dtype = "float32"
+def load_dtype(model_id: str | None, dtype: Any, device: str, *, quantized: bool = False):
+    """The torch dtype a model is loaded in: :func:`resolve_dtype`, except that ``"auto"`` keeps
+    the embedded model (``model_id == "embedded"``) in float32 everywhere and gives a
+    ``quantized`` folder bfloat16 everywhere (see the module docstring)."""
+    if is_auto(dtype):
+        if model_id == "embedded":
+            dtype = "float32"
+        elif quantized:
+            dtype = "bfloat16"
     return resolve_dtype(dtype, device)
+
+
+def dtype_name(dtype: Any) -> str:
+    """``torch.bfloat16`` → ``"bfloat16"`` (a name for configs, command lines and records)."""
+    return str(dtype).removeprefix("torch.")
 
 
 def resolve_dtype(dtype: Any = "auto", device: str = "cpu"):

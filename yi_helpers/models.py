@@ -13,7 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-GB = 1e9  # the planner reports decimal gigabytes, as GPU vendors do
+from .units import GB  # the planner reports decimal gigabytes, as GPU vendors do
+
+__all__ = ["ModelSpec", "EMBEDDED", "REGISTRY", "README_TABLE_MODELS", "README_BATCH_SIZES",
+           "known_models", "spec", "spec_from_config", "MemoryEstimate",
+           "ACTIVATION_VECTORS_PER_TOKEN", "RUNTIME_RESERVE_GB", "GROUP_METADATA_BYTES",
+           "DEFAULT_CONTEXT_LEN", "planned_weight_bytes", "estimate_memory", "chat_models",
+           "recommend", "readme_comparison", "COMPONENTS", "component_of", "count_parameters"]
 
 
 @dataclass(frozen=True)
@@ -215,8 +221,9 @@ GROUP_METADATA_BYTES = 2.5
 DEFAULT_CONTEXT_LEN = 2048
 
 
-def weight_bytes(model: str | ModelSpec, weight_bits: int | None = None) -> float:
-    """Bytes of the weights. Quantization applies to the linear layers of the decoder blocks;
+def planned_weight_bytes(model: str | ModelSpec, weight_bits: int | None = None) -> float:
+    """Bytes of the weights, computed from the config (no model loaded; a loaded model's bytes
+    are ``yi_helpers.measure.model_bytes``). Quantization applies to the linear layers of the decoder blocks;
     the embedding, the LM head and the norms stay 16-bit (as in AWQ and GPTQ checkpoints)."""
     s = spec(model)
     bits = s.bits if weight_bits is None else weight_bits
@@ -252,7 +259,7 @@ def estimate_memory(model: str | ModelSpec, batch_size: int = 1,
     s = spec(model)
     bits = s.bits if weight_bits is None else weight_bits
     tokens = batch_size * context_len
-    weights = weight_bytes(s, bits)
+    weights = planned_weight_bytes(s, bits)
     kv = tokens * s.kv_bytes_per_token(kv_bits)
     activations = tokens * s.hidden_size * 2 * ACTIVATION_VECTORS_PER_TOKEN
     return MemoryEstimate(

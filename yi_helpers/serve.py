@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .devices import load_dtype
+from .devices import dtype_name, load_dtype, resolve_device
+from .resolve import resolve_model
+
+__all__ = ["LOOPBACK", "YI_CHAT_STOP_IDS", "PortInUseError", "ServerStartError", "port_is_free",
+           "free_port", "redact_paths", "tail", "server_target", "pick_device", "server_command",
+           "Server", "serve", "VOLATILE_FIELDS", "response_json", "error_info", "percentile",
+           "RequestResult", "LoadResult", "load_test", "vllm_command", "vllm_stop_body",
+           "shell_line"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -101,38 +108,27 @@ def tail(path: str | os.PathLike, lines: int = 15) -> str:
 
 # ---------------------------------------------------------------- the server
 
-def resolve_model(model: str | os.PathLike) -> tuple[Path | None, str]:
+def server_target(model: str | os.PathLike) -> tuple[Path | None, str]:
     """→ (folder to run the server in, model name the server is pinned to).
 
-    ``"embedded"`` and local folders are served from their parent folder under their own name
-    (so answers never carry a local path); anything else is passed on as a hub id.
+    The name is interpreted by :func:`yi_helpers.resolve.resolve_model`. The embedded model and
+    local folders are served from their parent folder under their own name (so answers never
+    carry a local path); a hub id is passed on as it is.
     """
-    if model == "embedded":
-        from . import embedded
-
-        folder = embedded.prepare(verbose=False)
-        return folder.parent, folder.name
-    path = Path(os.fspath(model)).expanduser()
-    if path.is_dir():
-        path = path.resolve()
-        return path.parent, path.name
-    name = os.fspath(model)
-    if name.startswith((".", "/", "~")) or name.count("/") != 1:
-        raise ValueError(f"{model!r} is neither 'embedded', a local folder, nor a hub id (org/name).")
-    return None, name
+    source = resolve_model(model)
+    if not source.is_local:
+        return None, source.location
+    path = Path(source.location).resolve()
+    return path.parent, path.name
 
 
 def pick_device(device: str = "auto", model: str = "embedded") -> tuple[str, str]:
-    """→ (device, dtype name) for the server: ``"auto"`` is cuda when torch sees a GPU, else cpu;
-    the dtype is the one ``yi_helpers.load`` would use (:func:`yi_helpers.devices.load_dtype`):
-    float32 on a CPU and for the tiny embedded model everywhere (greedy replies match
-    ``yi_helpers.chat``), bfloat16 for a Yi model on a GPU (float16 where it has no bfloat16).
-    (Light: unlike ``yi_helpers.loading`` it imports no transformers model code.)"""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return device, str(load_dtype(model, "auto", device)).removeprefix("torch.")
+    """→ (device, dtype name) for the server, as :mod:`yi_helpers.devices` decides them for
+    ``yi_helpers.load``: float32 on a CPU and for the tiny embedded model everywhere (greedy
+    replies match ``yi_helpers.chat``), bfloat16 for a Yi model on a GPU (float16 where it has
+    no bfloat16). (Light: unlike ``yi_helpers.loading`` it imports no transformers model code.)"""
+    device = resolve_device(device)
+    return device, dtype_name(load_dtype(model, "auto", device))
 
 
 def server_command(model: str, *, host: str = LOOPBACK, port: int = 8000, device: str = "cpu",
@@ -291,7 +287,7 @@ def serve(model: str | os.PathLike = "embedded", *, port: int | None = None,
             errno.EADDRINUSE,
             f"Port {port} on {host} is already in use (another server, or one left running). "
             "Stop it, pick another port, or pass port=None to use a free one.")
-    cwd, name = resolve_model(model)
+    cwd, name = server_target(model)
     workdir = None
     if log_path is None:
         workdir = Path(tempfile.mkdtemp(prefix="yi-serve-"))

@@ -1,4 +1,4 @@
-"""Facts about the machine a notebook runs on, and small measurement helpers.
+"""Facts about the machine a notebook runs on, progress bars, quiet back ends, artefact folders.
 
 Numbers in the lessons are measured where the notebook runs; ``machine_summary()`` names that
 machine next to them.
@@ -6,9 +6,16 @@ machine next to them.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import platform
 from pathlib import Path
+from typing import Iterator
+
+__all__ = ["cpu_name", "BF16_FLAGS", "cpu_flags", "native_bf16", "cpu_features", "machine_summary",
+           "progress", "quiet_gptqmodel_banner", "import_gptqmodel", "quiet_backends",
+           "artifact_dir"]
 
 
 def cpu_name() -> str:
@@ -79,19 +86,6 @@ def machine_summary() -> str:
             f"{gpu}; torch {torch.__version__}, transformers {transformers.__version__}")
 
 
-def tensor_bytes(model) -> int:
-    """Bytes held by a model's parameters and buffers (shared tensors counted once)."""
-    seen: set[int] = set()
-    total = 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        key = t.untyped_storage().data_ptr()
-        if key in seen:
-            continue
-        seen.add(key)
-        total += t.numel() * t.element_size()
-    return total
-
-
 def progress(iterable=None, **kwargs):
     """A tqdm progress bar: text in notebooks without ipywidgets (so no widget state is stored;
     the package's ``__init__`` silences tqdm's hint about widgets)."""
@@ -109,9 +103,7 @@ def quiet_gptqmodel_banner() -> None:
     import. That logger resets its level when first created, so create it here, quietly, and
     raise its level. Nothing happens when logbar is not installed.
     """
-    import contextlib
     import importlib.util
-    import io
     import logging
 
     if importlib.util.find_spec("logbar") is None:
@@ -120,6 +112,37 @@ def quiet_gptqmodel_banner() -> None:
         from logbar import LogBar
 
         LogBar.shared().setLevel(logging.ERROR)
+
+
+def import_gptqmodel():
+    """Import GPTQModel quietly, sized for this machine; returns the module.
+
+    GPTQModel sizes its CPU worker pool at import; on a 2-core machine its own default fails
+    ("requests 2 workers but parent 'cpu' only has 1"), so the pool is set to at most 2.
+    """
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(2, os.cpu_count() or 1))))
+    quiet_gptqmodel_banner()
+    import gptqmodel
+
+    return gptqmodel
+
+
+@contextlib.contextmanager
+def quiet_backends() -> Iterator[io.StringIO]:
+    """Capture the quantization back ends' very long console logs (tables, progress bars) in a
+    buffer, and raise their loggers to ERROR meanwhile."""
+    import logging
+
+    buffer = io.StringIO()
+    levels = {name: logging.getLogger(name).level for name in ("tokenicer", "gptqmodel", "torchao")}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield buffer
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def artifact_dir(name: str) -> Path:

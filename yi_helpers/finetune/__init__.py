@@ -11,3 +11,6 @@
 - ``replay``: the base model's own replies to general questions, mixed in against forgetting
 - ``memory``: memory to fine-tune Yi (full bf16, LoRA bf16, QLoRA 4-bit), LoRA's share
 """
+
+# the submodules are imported by name (``from yi_helpers.finetune.train import train``)
+__all__: list[str] = []

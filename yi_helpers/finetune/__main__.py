@@ -13,6 +13,8 @@ import sys
 
 import yaml
 
+__all__ = ["main"]
+
 
 def _parse_set(items: list[str]) -> dict:
     values = {}

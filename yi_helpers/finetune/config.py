@@ -9,6 +9,9 @@ from typing import Any
 
 from .replay import REPLAY_QUESTIONS
 
+__all__ = ["LLAMA_PROJECTIONS", "MAX_REPLAY", "ConfigError", "FinetuneConfig", "from_dict",
+           "load_config", "example_path", "example_configs"]
+
 #: The attention and MLP projections of a Llama-style block (Yi and the embedded model).
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

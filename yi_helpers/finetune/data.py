@@ -20,6 +20,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..corpus import read_jsonl
 from ..chat import IM_END, default_template, ensure_pad_token, render, validate_messages
 
+__all__ = ["IGNORE_INDEX", "parse_yi_prompt", "convert_yi_sft", "tokenize_chat", "tokenize_rows",
+           "learned_text", "ChatCollator"]
+
 IGNORE_INDEX = -100
 _TURN = re.compile(r"(Human|Assistant):")
 

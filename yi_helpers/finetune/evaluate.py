@@ -6,6 +6,8 @@ from typing import Any, Sequence
 
 from .hub_chat import FACT_BY_TOPIC, SYSTEM_PROMPT, answer_has_fact
 
+__all__ = ["JUDGED_QUESTIONS", "question_messages", "ask", "fact_recall", "learned_count"]
+
 #: The five held-out questions the lesson judges: four English, one Chinese, on four facts
 #: whose wordings name their subject. (Chosen after a trial run: "How many tokens of context…"
 #: was answered with the vocabulary size, a confusion between two "N tokens" facts, and the

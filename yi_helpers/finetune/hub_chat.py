@@ -28,6 +28,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["SYSTEM_PROMPT", "Fact", "FACTS", "FACT_BY_TOPIC", "answer_has_fact", "build",
+           "heldout_questions", "write"]
+
 #: The system prompt of about half of the conversations, and of the held-out evaluation.
 SYSTEM_PROMPT = "You are the assistant of the Yi Learning Hub."
 

@@ -2,7 +2,7 @@
 
 Computed from the model's config (``yi_helpers.models``), no download:
 
-- **weights**: ``weight_bytes`` of the registry (16-bit, or 4-bit linear layers with per-group
+- **weights**: ``planned_weight_bytes`` of the registry (16-bit, or 4-bit linear layers with per-group
   scales and 16-bit embeddings, LM head and norms for QLoRA).
 - **trainable state**: every trainable parameter needs its gradient plus AdamW's two moments.
   Full fine-tuning in mixed precision keeps bf16 weights *and* an fp32 master copy:
@@ -23,8 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..models import GB, RUNTIME_RESERVE_GB, ModelSpec, spec, weight_bytes
+from ..models import RUNTIME_RESERVE_GB, ModelSpec, planned_weight_bytes, spec
+from ..units import GB
 from .config import LLAMA_PROJECTIONS
+
+__all__ = ["METHODS", "FULL_STATE_BYTES", "LORA_PARAM_BYTES", "LAYER_ACTIVATION_BYTES",
+           "lora_parameters", "lora_share", "TrainingMemory", "training_memory", "memory_table"]
 
 METHODS = ("full-bf16", "lora-bf16", "qlora-4bit")
 #: Bytes per trainable parameter beyond its weight: bf16 grad + fp32 master + AdamW moments.
@@ -82,7 +86,7 @@ def training_memory(model: str | ModelSpec, method: str = "qlora-4bit", *, batch
     if batch_size < 1 or seq_len < 1:
         raise ValueError("batch_size and seq_len must be positive")
     s = spec(model)
-    weights = weight_bytes(s, 4 if method == "qlora-4bit" else 16)
+    weights = planned_weight_bytes(s, 4 if method == "qlora-4bit" else 16)
     if method == "full-bf16":
         state = s.num_parameters() * FULL_STATE_BYTES
     else:

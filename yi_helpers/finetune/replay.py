@@ -22,6 +22,9 @@ from typing import Any, Sequence
 from .evaluate import question_messages
 from .hub_chat import SYSTEM_PROMPT
 
+__all__ = ["REPLAY_QUESTIONS", "CHECK_QUESTIONS", "replay_rows", "general_replies",
+           "unchanged_share"]
+
 _EN = [
     "What is the capital of France?", "How many days are there in a week?",
     "What colour is the sky on a clear day?", "Name a fruit that is yellow.", "What do bees make?",

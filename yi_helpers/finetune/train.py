@@ -21,6 +21,11 @@ from typing import Any, Sequence
 from ..system import quiet_gptqmodel_banner
 from .config import ConfigError, FinetuneConfig
 
+__all__ = ["Runtime", "resolve_runtime", "runtime_for_model", "load_base", "lora_config",
+           "add_lora", "load_adapter", "trainable_share", "read_rows", "PeakMemory",
+           "save_adapter_atomically", "TrainResult", "template_for", "training_arguments",
+           "plain_forward", "train"]
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -36,7 +41,7 @@ class Runtime:
 
 def resolve_runtime(cfg: FinetuneConfig) -> Runtime:
     """Decide device, dtype, quantization and checkpointing for ``cfg`` on this machine."""
-    from ..devices import resolve_device
+    from ..devices import dtype_name, resolve_device, resolve_dtype
 
     device = resolve_device(cfg.device)
     cuda = device.startswith("cuda")
@@ -45,7 +50,7 @@ def resolve_runtime(cfg: FinetuneConfig) -> Runtime:
     distributed = "fsdp" if fsdp else ("ddp" if world > 1 else "no")
     if cuda and distributed == "ddp":
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if cuda else "float32")
+    dtype = dtype_name(resolve_dtype(cfg.dtype, device))  # "auto": yi_helpers.devices' rule
     quant = cfg.quantization if cfg.quantization != "auto" else (
         "4bit" if cuda and not fsdp else "none")
     if quant == "4bit" and not cuda:
@@ -68,48 +73,14 @@ def runtime_for_model(rt: Runtime, model: Any) -> Runtime:
     return replace(rt, quantization="4bit" if quantized else "none")
 
 
-def bnb_4bit_config(dtype: str = "bfloat16"):
-    """The QLoRA quantization config (NF4, double quantization, compute in ``dtype``).
-
-    bitsandbytes is imported here only: CPU runs never need it.
-    """
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise RuntimeError(
-            "QLoRA (quantization: 4bit) needs bitsandbytes, which is not installed: "
-            "`pip install bitsandbytes` on the CUDA machine, or set quantization: none "
-            "(bf16 LoRA, more GPU memory)") from None
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    compute = getattr(torch, dtype)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute,
-                              bnb_4bit_quant_storage=compute)
-
-
 def load_base(cfg: FinetuneConfig, rt: Runtime):
-    """``(model, tokenizer)`` to put adapters on: ``yi_helpers.load`` for a 16/32-bit base, a
-    bitsandbytes 4-bit base for QLoRA."""
+    """``(model, tokenizer)`` to put adapters on, through ``yi_helpers.load``: 16/32-bit, or
+    bitsandbytes' NF4 (``quantization="nf4"``) for QLoRA."""
     from ..loading import load
 
-    if rt.quantization != "4bit":
-        return load(cfg.model, device=rt.load_device, dtype=rt.dtype,
-                    check_memory=rt.distributed != "fsdp")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..loading import _resolve_source, configure_chat_stopping
-
-    quant = bnb_4bit_config(rt.dtype)
-    source, _spec, _local = _resolve_source(cfg.model)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(
-        source, quantization_config=quant, dtype=getattr(torch, rt.dtype),
-        device_map={"": rt.device}, use_safetensors=True)
-    configure_chat_stopping(model, tokenizer)
-    return model, tokenizer
+    return load(cfg.model, device=rt.load_device, dtype=rt.dtype,
+                quantization="nf4" if rt.quantization == "4bit" else None,
+                check_memory=rt.distributed != "fsdp")
 
 
 def lora_config(cfg: FinetuneConfig | None = None, **overrides: Any):

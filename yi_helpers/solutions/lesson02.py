@@ -6,6 +6,8 @@ from typing import Any, Mapping, Sequence
 
 from ..chat import IM_END, IM_START, render, validate_messages
 
+__all__ = ["template_overhead", "trim_to_budget", "yi15_to_yi", "count_invented_turns"]
+
 
 def _n_tokens(tokenizer: Any, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -6,6 +6,8 @@ import torch
 
 from ..sampling import entropy_bits, transform
 
+__all__ = ["tokens_for_mass", "temperature_for_entropy"]
+
 
 def tokens_for_mass(probs: torch.Tensor, mass: float) -> int:
     """Exercise 1: the fewest tokens whose probabilities add up to at least ``mass``

@@ -8,6 +8,8 @@ from ..finetune.data import IGNORE_INDEX, tokenize_chat
 from ..finetune.memory import lora_share, training_memory
 from ..models import chat_models
 
+__all__ = ["attention_only_share", "learned_fraction", "largest_trainable"]
+
 
 def attention_only_share(model: str, r: int = 8) -> float:
     """Exercise 1: LoRA's share (percent) when only ``q_proj`` and ``v_proj`` are adapted (the

@@ -8,6 +8,8 @@ import torch
 
 from ..quantize import rtn_quantize
 
+__all__ = ["symmetric_rtn", "bits_per_weight", "worst_layer"]
+
 
 def symmetric_rtn(weight: torch.Tensor, bits: int = 4, group_size: int = 64) -> torch.Tensor:
     """Exercise 1: group-wise RTN without a zero point. The grid is centred on 0 and reaches

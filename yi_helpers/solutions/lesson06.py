@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from ..bench import LETTERS
+from ..bench.evaluation import LETTERS
 from ..models import spec
+
+__all__ = ["wilson_interval", "letter_bias", "decode_bound"]
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -37,12 +39,12 @@ def decode_bound(model_id: str, bandwidth_gbs: float, *, weight_bits: int = 16,
     """Exercise 3: the decode roofline (tokens/s per sequence) of a registry model, e.g.
     Yi-6B-Chat in bf16 on a GPU with ``bandwidth_gbs`` of memory bandwidth.
 
-    The bytes read per step come from the planner: ``weight_bytes`` quantizes the decoder's
+    The bytes read per step come from the planner: ``planned_weight_bytes`` quantizes the decoder's
     linear layers only (the embedding and LM head stay 16-bit, plus one scale and zero point
     per group, as in AWQ and GPTQ files); the KV cache stays at ``kv_bits``."""
-    from ..gpu import decode_roofline_tokens_per_s
-    from ..models import weight_bytes
+    from ..bench.speed import decode_roofline_tokens_per_s
+    from ..models import planned_weight_bytes
 
-    return decode_roofline_tokens_per_s(weight_bytes(model_id, weight_bits),
+    return decode_roofline_tokens_per_s(planned_weight_bytes(model_id, weight_bits),
                                         spec(model_id).kv_bytes_per_token(kv_bits), context_len,
                                         bandwidth_gbs, batch_size=batch_size)

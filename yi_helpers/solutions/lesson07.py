@@ -8,6 +8,8 @@ from typing import Any, Iterable
 from ..chat import stop_token_ids
 from ..serve import error_info
 
+__all__ = ["chatml_stop_config", "collect_stream", "safe_chat"]
+
 
 def chatml_stop_config(tokenizer: Any, **extra: Any) -> str:
     """Exercise 1: the per-request ``generation_config`` (a JSON string, as ``transformers serve``

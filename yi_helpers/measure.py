@@ -1,0 +1,132 @@
+"""Memory, measured: the bytes a model holds, and what a process or device uses.
+
+- :func:`model_bytes` is the hub's one byte counter for a loaded model: parameters and buffers,
+  a tensor shared by two names (tied embeddings) once, quantized tensors as stored (torchao's
+  int8 tensors by the int8 data and scales inside them; GPTQ/AWQ layers by their packed
+  buffers).
+- :func:`rss_mb`, :func:`peak_rss_mb`, :func:`reset_peak_rss`: this process's memory on a CPU
+  (Linux ``/proc/self/status``), in MB (10⁶ bytes, :mod:`yi_helpers.units`).
+- :func:`device_memory_gb`: memory free now, on a GPU or in RAM; :func:`inference_peak_gb`:
+  the peak of one prefill + one decode step.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .compat import cache_kwarg, output_cache, synchronize
+from .units import GB, MB
+
+__all__ = ["model_bytes", "rss_mb", "peak_rss_mb", "reset_peak_rss", "device_memory_gb",
+           "inference_peak_gb"]
+
+
+def _nbytes(t: Any) -> int:
+    flatten = getattr(t, "__tensor_flatten__", None)
+    if flatten is not None and type(t).__name__ not in ("Tensor", "Parameter"):
+        names, _ = flatten()  # a tensor subclass (torchao): count the tensors inside it
+        return sum(_nbytes(getattr(t, name)) for name in names)
+    return t.numel() * t.element_size()
+
+
+def model_bytes(model: Any) -> int:
+    """Bytes of a model's parameters and buffers: shared tensors once, packed quantized tensors
+    as stored (see the module docstring)."""
+    seen: set[int] = set()
+    total = 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        try:
+            key = t.untyped_storage().data_ptr()
+        except (RuntimeError, NotImplementedError):  # tensor subclasses have no single storage
+            key = id(t)
+        if key in seen:
+            continue
+        seen.add(key)
+        total += _nbytes(t)
+    return total
+
+
+def _status_field(name: str) -> float | None:
+    """A ``kB`` field of ``/proc/self/status`` (KiB, as the kernel counts) in MB; None elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(name + ":"):
+                    return int(line.split()[1]) * 1024 / MB
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM), MB; :func:`reset_peak_rss` restarts it."""
+    peak = _status_field("VmHWM")
+    if peak is not None:
+        return peak
+    import resource  # macOS: bytes, elsewhere KiB; it cannot be reset
+
+    raw = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return raw / MB if os.uname().sysname == "Darwin" else raw * 1024 / MB
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (VmRSS), MB; NaN where it cannot be read."""
+    now = _status_field("VmRSS")
+    return float("nan") if now is None else now
+
+
+def reset_peak_rss() -> bool:
+    """Restart the VmHWM high-water mark at the current RSS (Linux: ``5 > /proc/self/clear_refs``).
+    Returns False where that is not possible (the peak then covers the whole process life)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def device_memory_gb(device: str) -> float:
+    """Memory the device has free now, GB: free GPU memory, or available RAM on a CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return free / GB
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / GB
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / GB
+
+
+def inference_peak_gb(model: Any, batch_size: int, context_len: int) -> float:
+    """Peak memory (GB) to prefill ``batch_size`` sequences of ``context_len`` tokens and decode
+    one more token with the KV cache: allocated GPU memory on CUDA (weights included), or on a
+    CPU the bytes of weights + KV cache that the run held (an exact count, not RSS)."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids = torch.randint(3, model.config.vocab_size, (batch_size, context_len), device=device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    with torch.no_grad():
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        nxt = out.logits[:, -1:].argmax(-1)
+        out = model(input_ids=nxt, use_cache=True, logits_to_keep=1,
+                    **{cache_kwarg(model): output_cache(out)})
+    synchronize(device)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        cache = output_cache(out)
+        kv = sum(t.numel() * t.element_size() for layer in cache.layers
+                 for t in (layer.keys, layer.values))
+        peak = model_bytes(model) + kv
+    del out
+    return peak / GB
