@@ -1,4 +1,5 @@
-"""The GPU runner's wheel list (tools/wheels.py): complete, pinned, and its check honest."""
+"""The wheel list for an install with no package index (tools/wheels.py: a GPU machine, a
+room without internet): complete, pinned, and its check honest. Part of `make test-extra`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import importlib.metadata as metadata
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, discover_notebooks, read_notebook
 from wheels import (OPTIONAL, YI_PART, Requirement, Wheel, canonical, check, notebook_wheels,
                     pinned_versions, report, requirements_text, yi_part_wheels)
+
+pytestmark = pytest.mark.extra  # the offline-install route: make test-extra
 
 
 def _imports(source: str) -> set[str]:
