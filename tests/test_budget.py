@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import discover_notebooks, lesson_of, over_budget, read_budget
+from budget import lesson_of, over_budget, read_budget  # tools/
+from conftest import discover_notebooks
 
 TABLE = """
 <!-- budget-table -->
@@ -30,6 +31,7 @@ def test_runs_over_one_and_a_half_times_their_allocation_fail():
 
 def test_node_ids_name_their_lesson():
     assert lesson_of("notebooks/05_quantization.ipynb::Cell 3") == ("05", "full")
+    assert lesson_of("notebooks/drafts/05_x.ipynb::Cell 3") is None
     assert lesson_of("tests/test_notebooks_smoke.py::test_notebook_smoke_run[05_quantization.ipynb]"
                      ) == ("05", "smoke")
     assert lesson_of("tests/test_chat.py::test_render") is None

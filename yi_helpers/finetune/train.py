@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..system import quiet_gptqmodel_banner
+from ..units import GB, MB
 from .config import ConfigError, FinetuneConfig
 
 __all__ = ["Runtime", "resolve_runtime", "runtime_for_model", "load_base", "lora_config",
@@ -78,9 +79,11 @@ def load_base(cfg: FinetuneConfig, rt: Runtime):
     bitsandbytes' NF4 (``quantization="nf4"``) for QLoRA."""
     from ..loading import load
 
-    return load(cfg.model, device=rt.load_device, dtype=rt.dtype,
-                quantization="nf4" if rt.quantization == "4bit" else None,
-                check_memory=rt.distributed != "fsdp")
+    qlora = rt.quantization == "4bit"
+    # bitsandbytes quantizes while loading onto the training device; a 16/32-bit base loads
+    # where the runtime says (the CPU under FSDP, which shards it)
+    return load(cfg.model, device=rt.device if qlora else rt.load_device, dtype=rt.dtype,
+                quantization="nf4" if qlora else None, check_memory=rt.distributed != "fsdp")
 
 
 def lora_config(cfg: FinetuneConfig | None = None, **overrides: Any):
@@ -225,30 +228,32 @@ def _callbacks():
 
 
 class PeakMemory:
-    """Peak memory of a block: CUDA's allocator peak, or this process's resident memory sampled
-    every 20 ms on a CPU. ``peak_gb`` after the ``with`` block."""
+    """Peak memory of a block: CUDA's allocator peak, or on a CPU this process's resident-memory
+    high-water mark (``yi_helpers.measure``: VmHWM, restarted when the block starts; sampled
+    every 20 ms where it cannot be restarted). ``peak_gb`` after the ``with`` block."""
 
     def __init__(self, device: str = "cpu"):
         self.device, self.peak_bytes, self._stop = device, 0, threading.Event()
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        self._thread: threading.Thread | None = None
 
     def _poll(self) -> None:
+        from ..measure import rss_mb
+
         while not self._stop.wait(0.02):
-            self.peak_bytes = max(self.peak_bytes, self._rss())
+            self.peak_bytes = max(self.peak_bytes, int(rss_mb() * MB))
 
     def __enter__(self) -> "PeakMemory":
         if self.device.startswith("cuda"):
             import torch
 
             torch.cuda.reset_peak_memory_stats()
-        elif os.path.exists("/proc/self/statm"):
-            self.peak_bytes = self._rss()
-            self._thread = threading.Thread(target=self._poll, daemon=True)
-            self._thread.start()
+        else:
+            from ..measure import reset_peak_rss, rss_mb
+
+            self.peak_bytes = int(rss_mb() * MB)
+            if not reset_peak_rss():
+                self._thread = threading.Thread(target=self._poll, daemon=True)
+                self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -256,13 +261,17 @@ class PeakMemory:
             import torch
 
             self.peak_bytes = torch.cuda.max_memory_allocated()
-        elif hasattr(self, "_thread"):
+        elif self._thread is not None:
             self._stop.set()
             self._thread.join()
+        else:
+            from ..measure import peak_rss_mb
+
+            self.peak_bytes = max(self.peak_bytes, int(peak_rss_mb() * MB))
 
     @property
     def peak_gb(self) -> float:
-        return self.peak_bytes / 1e9
+        return self.peak_bytes / GB
 
 
 # --------------------------------------------------------------------------------------------
