@@ -164,7 +164,10 @@ def _generation_kwargs(tokenizer: Any, model: Any, max_new_tokens: int,
     kwargs.setdefault("do_sample", any(k in kwargs for k in SAMPLING_KNOBS))
     if not kwargs["do_sample"]:
         kwargs = greedy_overrides(kwargs)
-    kwargs.update(max_new_tokens=max_new_tokens, eos_token_id=stop_token_ids(tokenizer, model),
+    # max_length=None: the reply length is max_new_tokens, not the model's own max_length (Yi
+    # chat models ship 4096, and generate() warns when both are set)
+    kwargs.update(max_new_tokens=max_new_tokens, max_length=None,
+                  eos_token_id=stop_token_ids(tokenizer, model),
                   pad_token_id=ensure_pad_token(tokenizer))
     return kwargs
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -30,7 +29,7 @@ from .devices import dtype_name, load_dtype, resolve_device
 from .measure import device_memory_gb
 from .models import ModelSpec, estimate_memory, recommend, spec
 from .resolve import ModelNotAvailableError, ModelSource, resolve_model
-from .system import import_gptqmodel, quiet_backends
+from .system import import_gptqmodel, quiet_backends, quiet_hf_progress
 
 __all__ = ["load", "NotEnoughMemoryError", "ModelNotAvailableError", "QUANTIZATIONS",
            "check_fits", "configure_chat_stopping", "bnb_4bit_config", "KERNEL_BY_DEVICE",
@@ -130,20 +129,6 @@ def eager(model: Any) -> Any:
     return model
 
 
-@contextmanager
-def _quiet_progress() -> Iterator[None]:
-    """Hide transformers' per-tensor "Loading weights" bar (it takes a second here)."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _load_gptq(folder: str, device: str, torch_dtype: Any, backend: str | None) -> Any:
     """A GPTQ folder through GPTQModel, its CPU dequantize step made eager again."""
     import_gptqmodel()
@@ -228,7 +213,7 @@ def load(model: str | os.PathLike = "embedded", *, device: str = "auto", dtype: 
         tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
         if device != "cpu" or quantization == "nf4":  # straight onto the device
             kwargs.setdefault("device_map", {"": device})
-        with _quiet_progress(), warnings.catch_warnings():
+        with quiet_hf_progress(), warnings.catch_warnings():
             # a folder's own quantization_config "will be overwritten" by the kernel's: wanted
             warnings.filterwarnings("ignore", message=".*already has a `quantization_config`")
             lm = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype,

@@ -15,6 +15,7 @@ from typing import Iterator
 
 __all__ = ["cpu_name", "BF16_FLAGS", "cpu_flags", "native_bf16", "cpu_features", "machine_summary",
            "progress", "quiet_gptqmodel_banner", "import_gptqmodel", "quiet_backends",
+           "quiet_hf_progress",
            "artifact_dir"]
 
 
@@ -143,6 +144,21 @@ def quiet_backends() -> Iterator[io.StringIO]:
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def quiet_hf_progress() -> Iterator[None]:
+    """Hide transformers' progress bars ("Loading weights", "Writing model shards") inside the
+    block: they take a second here and would fill lesson outputs."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def artifact_dir(name: str) -> Path:

@@ -9,11 +9,13 @@ seconds.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .models import ModelSpec, spec
 
-__all__ = ["yi_config", "tiny_yi_config", "random_model"]
+__all__ = ["yi_config", "tiny_yi_config", "random_model", "YI_SPECIAL_TOKENS", "YI_CHAT_GENERATION",
+           "STANDIN_SIZES", "standin_tokenizer", "standin_config", "build_standin", "standin"]
 
 
 def yi_config(model: str | ModelSpec = "01-ai/Yi-6B", **overrides: Any):
@@ -53,3 +55,127 @@ def random_model(config: Any, *, dtype: Any = None, device: str = "cpu", seed: i
     with torch.device(device):
         model = LlamaForCausalLM(config)
     return model.to(dtype or torch.bfloat16).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# A Yi-Chat stand-in: a local model folder with Yi-Chat's shapes and conventions
+# ---------------------------------------------------------------------------------------------
+
+#: Yi's special tokens at Yi's ids (``tokenizer_config.json`` of the Yi chat models). Ids 3-5
+#: are placeholders here: the stand-in never uses them.
+YI_SPECIAL_TOKENS = ("<unk>", "<|startoftext|>", "<|endoftext|>", "<|reserved_3|>",
+                     "<|reserved_4|>", "<|reserved_5|>", "<|im_start|>", "<|im_end|>", "<|im_sep|>")
+
+#: Yi-6B-Chat's ``generation_config.json``: sampling on by default, stop at ``<|im_end|>`` (7).
+YI_CHAT_GENERATION = dict(bos_token_id=6, eos_token_id=7, pad_token_id=0, do_sample=True,
+                          temperature=0.6, top_p=0.8, max_length=4096)
+
+#: Stand-in sizes: ``"tiny"`` keeps Yi's vocabulary, GQA ratio (8 query heads per KV head),
+#: rope theta, norm epsilon and untied LM head at a width a CPU runs in seconds (widths are
+#: multiples of 64, as quantization kernels want); ``"6b"`` is Yi-6B-Chat's full shape (12 GB
+#: in bf16: for a GPU).
+STANDIN_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(hidden_size=256, intermediate_size=704, num_hidden_layers=2,
+                 num_attention_heads=8, num_key_value_heads=1, head_dim=32),
+    "6b": {},
+}
+
+
+def standin_tokenizer(texts: Any = None):
+    """A byte-level BPE tokenizer with Yi's special tokens at Yi's ids (0-8), Yi-Chat's chat
+    template and a vocabulary of exactly 64,000 entries (merges learned from the hub's own
+    English and Chinese texts, the rest unused placeholders). Deterministic."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from .chat import YI_CHAT_TEMPLATE
+    from .corpus import calibration_conversations, heldout_text, load_conversations
+
+    if texts is None:
+        rows = load_conversations("train") + calibration_conversations()
+        texts = [m["content"] for row in rows for m in row["messages"]]
+        texts += [heldout_text("en"), heldout_text("zh")]
+    vocab_size = yi_config("01-ai/Yi-6B-Chat").vocab_size
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(YI_SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    bpe.train_from_iterator(texts, trainer=trainer)
+    # fill the vocabulary up to Yi's 64,000 with entries no merge produces (plain vocabulary
+    # entries, not added tokens, so tokenizing stays as fast as before)
+    learned = json.loads(bpe.to_str())["model"]
+    vocab = dict(learned["vocab"])
+    vocab.update({f"<|unused_{i}|>": i for i in range(len(vocab), vocab_size)})
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in learned["merges"]]
+    filled = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
+    filled.pre_tokenizer, filled.decoder = bpe.pre_tokenizer, bpe.decoder
+    filled.add_special_tokens(list(YI_SPECIAL_TOKENS))
+    bpe = filled
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
+        unk_token="<unk>", pad_token="<unk>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>", "<|im_sep|>"])
+    tokenizer.chat_template = YI_CHAT_TEMPLATE
+    return tokenizer
+
+
+def standin_config(size: str = "tiny"):
+    """The ``LlamaConfig`` of a stand-in: Yi-6B-Chat's, shrunk for ``"tiny"``."""
+    if size not in STANDIN_SIZES:
+        raise ValueError(f"size must be one of {sorted(STANDIN_SIZES)}, got {size!r}")
+    return yi_config("01-ai/Yi-6B-Chat", **STANDIN_SIZES[size])
+
+
+def build_standin(out_dir: Any, size: str = "tiny", *, seed: int = 0, dtype: Any = None) -> Any:
+    """Write a **Yi-Chat stand-in** to ``out_dir`` (replaced if it exists) and return its path.
+
+    What it is: a ``LlamaForCausalLM`` with Yi-6B-Chat's config fields (``size="6b"``: its full
+    dimensions; ``"tiny"``: the same vocabulary, GQA ratio, rope theta 5,000,000, norm epsilon
+    and untied embeddings at a small width), **random, seeded weights**, a tokenizer with Yi's
+    special tokens at Yi's ids (:func:`standin_tokenizer`), Yi-Chat's chat template, and
+    Yi-Chat's published generation config (sampling on by default, stop at ``<|im_end|>``).
+
+    What it is not: a model that knows anything. It checks that code written for Yi handles
+    Yi's shapes and conventions; its replies are noise.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from transformers import GenerationConfig
+
+    from .system import quiet_hf_progress
+
+    out = Path(out_dir).expanduser()
+    config = standin_config(size)
+    model = random_model(config, dtype=dtype or (torch.float32 if size == "tiny" else
+                                                 torch.bfloat16), seed=seed)
+    model.generation_config = GenerationConfig(**YI_CHAT_GENERATION)
+    tokenizer = standin_tokenizer()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        with quiet_hf_progress():
+            model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def standin(size: str = "tiny"):
+    """The stand-in's folder in the hub's cache (``<cache>/standins/yi-chat-standin-<size>``),
+    built once (:func:`build_standin`, seed 0); name it as a lesson's ``MODEL``."""
+    from .embedded import cache_dir
+
+    folder = cache_dir() / "standins" / f"yi-chat-standin-{size}"
+    if not (folder / "config.json").is_file():
+        build_standin(folder, size)
+    return folder
