@@ -119,3 +119,13 @@ def test_embedded_spec_matches_loaded_model(embedded):
                   "intermediate_size", "vocab_size", "max_positions", "tie_embeddings"]:
         assert getattr(from_config, field) == getattr(spec("embedded"), field), field
     assert count_parameters(model) == spec("embedded").parameter_breakdown()
+
+
+def test_spec_for_a_folder_comes_from_its_config(tiny_llama_config):
+    from yi_helpers.models import spec_for
+
+    assert spec_for("01-ai/Yi-6B-Chat") is spec("01-ai/Yi-6B-Chat")
+    folder = spec_for("/some/folder", tiny_llama_config)
+    assert folder.id == "/some/folder" and folder.num_kv_heads == 2 and folder.vocab_size == 64000
+    with pytest.raises(KeyError):
+        spec_for("/some/folder")  # no config to read it from

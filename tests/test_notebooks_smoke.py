@@ -1,4 +1,8 @@
-"""Papermill smoke run of every notebook with ``smoke=True`` (short sizes and step counts).
+"""Papermill smoke run of every notebook with ``smoke=True`` (short sizes and step counts) on
+the tiny Yi-Chat stand-in (``yi_helpers.yi_shape.standin``: Yi-6B-Chat's vocabulary, special
+token ids, GQA ratio, rope theta, chat template and sampling generation config, random
+weights), as a GPU user runs a lesson with ``MODEL = "01-ai/Yi-6B-Chat"``. The nbval run of
+``make test`` covers the embedded model, so every lesson runs once per model.
 
 Notebooks are discovered, so a new lesson is covered without editing this file. They run one
 at a time, in a fresh kernel each.
@@ -10,6 +14,7 @@ import pytest
 
 from conftest import ROOT, discover_notebooks
 from run_notebooks import run  # tools/, put on the path by conftest
+from yi_helpers.yi_shape import standin
 
 NOTEBOOKS = discover_notebooks()
 
@@ -18,6 +23,7 @@ NOTEBOOKS = discover_notebooks()
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_smoke_run(notebook):
-    result = run(notebook, ROOT / "build" / "smoke", {"smoke": True}, timeout=600)
+    parameters = {"smoke": True, "MODEL": str(standin("tiny"))}  # built once, then cached
+    result = run(notebook, ROOT / "build" / "smoke", parameters, timeout=600)
     print(f"{notebook.name}: {result['seconds']:.1f} s")
     assert result["status"] == "ok", f"{result['error']}\nin cell:\n{result['cell']}"

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from .units import GB  # the planner reports decimal gigabytes, as GPU vendors do
 
 __all__ = ["ModelSpec", "EMBEDDED", "REGISTRY", "README_TABLE_MODELS", "README_BATCH_SIZES",
-           "known_models", "spec", "spec_from_config", "MemoryEstimate",
+           "known_models", "spec", "spec_from_config", "spec_for", "MemoryEstimate",
            "ACTIVATION_VECTORS_PER_TOKEN", "RUNTIME_RESERVE_GB", "GROUP_METADATA_BYTES",
            "DEFAULT_CONTEXT_LEN", "planned_weight_bytes", "estimate_memory", "chat_models",
            "recommend", "readme_comparison", "COMPONENTS", "component_of", "count_parameters"]
@@ -187,6 +187,17 @@ def spec_from_config(config: Any, id: str = "custom", kind: str = "chat") -> Mod
         quantization=quant.get("quant_method"), bits=int(quant.get("bits", 16)),
         group_size=quant.get("group_size"),
     )
+
+
+def spec_for(model: str, config: Any = None) -> ModelSpec:
+    """The registry's entry for a known ``model`` name, else the spec of a loaded ``config``
+    (a local folder, a Yi stand-in, any other hub model) with ``model`` as its id."""
+    try:
+        return spec(model)
+    except KeyError:
+        if config is None:
+            raise
+        return spec_from_config(config, id=str(model))
 
 
 @dataclass(frozen=True)

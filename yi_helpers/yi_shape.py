@@ -92,9 +92,15 @@ def standin_tokenizer(texts: Any = None):
     from .corpus import calibration_conversations, heldout_text, load_conversations
 
     if texts is None:
+        from .bench.evaluation import build_prompt, load_questions
+
         rows = load_conversations("train") + calibration_conversations()
         texts = [m["content"] for row in rows for m in row["messages"]]
         texts += [heldout_text("en"), heldout_text("zh")]
+        # the multiple-choice prompts with their answers, so " A" ... " D" become single tokens
+        # (as in Yi's own vocabulary; lesson 06 scores one token per option)
+        texts += [build_prompt(q, lang) + " " + q["answer"] for lang in ("en", "zh")
+                  for split in ("dev", "test") for q in load_questions(lang, split)]
     vocab_size = yi_config("01-ai/Yi-6B-Chat").vocab_size
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
