@@ -39,15 +39,22 @@ YI_CHAT_TEMPLATE = (
     "{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-#: The Yi-1.5 chat models' format *as reported by third parties, not verified against the
-#: official file*: the system message is emitted raw (no ``<|im_start|>system`` wrapper), and the
-#: assistant header follows every user turn whatever ``add_generation_prompt`` says.
+#: The Yi-1.5 chat models' template: the system message is emitted raw (no
+#: ``<|im_start|>system`` wrapper), and the assistant header follows every user turn whatever
+#: ``add_generation_prompt`` says. The text, byte for byte, that three inference projects carry
+#: for 01-ai/Yi-1.5-*-Chat: Xinference's model registry (``llm_family.json``, entry
+#: "Yi-1.5-chat", which pins 01.AI's Hugging Face revisions), Intel's OpenVINO GenAI tests
+#: (``tokenizer_configs.py``, key "01-ai/Yi-1.5-34B-Chat") and LocalAI's known templates
+#: (``core/config/guesser.go``). None quotes 01.AI's ``tokenizer_config.json`` directly, which
+#: cannot be read from here: very likely the official text, not verified against it.
 YI15_CHAT_TEMPLATE = (
-    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}{% endif %}"
-    "{% for message in messages %}{% if message['role'] == 'user' %}"
-    "{{ '<|im_start|>user\\n' + message['content'] + '<|im_end|>\\n<|im_start|>assistant\\n' }}"
-    "{% elif message['role'] == 'assistant' %}{{ message['content'] + '<|im_end|>\\n' }}"
-    "{% endif %}{% endfor %}"
+    "{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] %}"
+    "{% endif %}{% if system_message is defined %}{{ system_message }}{% endif %}"
+    "{% for message in messages %}{% set content = message['content'] %}"
+    "{% if message['role'] == 'user' %}"
+    "{{ '<|im_start|>user\\n' + content + '<|im_end|>\\n<|im_start|>assistant\\n' }}"
+    "{% elif message['role'] == 'assistant' %}{{ content + '<|im_end|>' + '\\n' }}{% endif %}"
+    "{% endfor %}"
 )
 
 TEMPLATES = {"yi": YI_CHAT_TEMPLATE, "yi-1.5": YI15_CHAT_TEMPLATE}
