@@ -59,7 +59,16 @@ def test_artifact_dir_lives_in_the_hub_cache(tmp_path, monkeypatch):
     from yi_helpers.system import artifact_dir
 
     monkeypatch.setenv("YI_HUB_CACHE", str(tmp_path))
-    assert artifact_dir("lesson04-adapter") == tmp_path / "artifacts" / "lesson04-adapter"
+    artifacts = tmp_path / "artifacts"
+    assert artifact_dir("lesson04-adapter") == artifacts / "embedded" / "lesson04-adapter"
+    assert artifact_dir("lesson04-adapter", "01-ai/Yi-6B-Chat") == \
+        artifacts / "01-ai--Yi-6B-Chat" / "lesson04-adapter"
+    # a local folder (the Yi stand-in, say): its own folder, never the embedded model's
+    folder = tmp_path / "yi-chat-standin-tiny"
+    folder.mkdir()
+    mine = artifact_dir("lesson04-adapter", str(folder))
+    assert mine.parent.name.startswith("yi-chat-standin-tiny-") and mine.parent.parent == artifacts
+    assert artifact_dir("lesson04-adapter", str(folder)) == mine  # the same place every time
     with pytest.raises(ValueError):
         artifact_dir("../escape")
 

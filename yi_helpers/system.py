@@ -161,11 +161,24 @@ def quiet_hf_progress() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def artifact_dir(name: str) -> Path:
+def artifact_dir(name: str, model: str = "embedded") -> Path:
     """Folder where a lesson leaves something a later lesson can reuse (an adapter, a quantized
-    model): ``<hub cache>/artifacts/<name>`` (``$YI_HUB_CACHE`` moves the cache). Not created."""
+    model): ``<hub cache>/artifacts/<model>/<name>`` (``$YI_HUB_CACHE`` moves the cache). One
+    folder per model, so a run on another model (a Yi model, the Yi stand-in) never reads or
+    overwrites the embedded model's artefacts. Not created."""
+    import hashlib
+
     from .embedded import cache_dir
 
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"artifact name must be a plain folder name, got {name!r}")
-    return Path(cache_dir()) / "artifacts" / name
+    model = os.fspath(model)
+    path = Path(model).expanduser()
+    if path.is_dir():  # a local folder: its name and a short hash of where it is
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+        slug = f"{path.resolve().name}-{digest}"
+    else:  # "embedded", or a hub id: "01-ai/Yi-6B-Chat" -> "01-ai--Yi-6B-Chat"
+        slug = model.replace("/", "--")
+    if not slug or slug.startswith("."):
+        raise ValueError(f"model must name a model, got {model!r}")
+    return Path(cache_dir()) / "artifacts" / slug / name
