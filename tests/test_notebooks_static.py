@@ -31,8 +31,11 @@ def _source(cell):
 
 
 def test_valid_nbformat(nb):
-    path, _ = nb
+    path, data = nb
     nbformat.validate(nbformat.read(path, as_version=4))
+    # nbformat 4.5: every cell has an id (a missing one is only a warning today, an error later)
+    missing = [i for i, cell in enumerate(data["cells"]) if "id" not in cell]
+    assert not missing, f"cells without an id: {missing} (nbformat.validator.normalize adds them)"
 
 
 def test_name_is_numbered(nb):
