@@ -29,6 +29,8 @@ def test_table_and_failing_cell_are_reported(tmp_path):
     assert "raise ValueError('the lesson broke here')" in out.stderr  # the failing cell
     assert "ValueError: the lesson broke here" in out.stderr  # and its error
     assert (tmp_path / "out" / "01_ok.ipynb").exists()
+    # a newcomer sees the lessons, their times and the table: no kernel log lines
+    assert "[IPKernelApp]" not in out.stdout + out.stderr
 
 
 def test_no_matching_notebook_is_an_error(tmp_path):

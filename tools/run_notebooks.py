@@ -75,6 +75,10 @@ def run(notebook: Path, out_dir: Path, parameters: dict, kernel: str = "python3"
             pm.execute_notebook(
                 str(notebook), str(output), parameters=parameters, kernel_name=kernel,
                 cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
+                # the kernel's own log: errors only. Its one warning per start ("running over
+                # TCP without encryption") concerns ports on 127.0.0.1 of this machine, where
+                # the kernel listens, and would print one line per notebook for nothing to do.
+                extra_arguments=["--log-level=ERROR"],
             )
     except Exception as exc:  # papermill raises PapermillExecutionError for a failed cell
         status = "FAILED"
