@@ -9,7 +9,7 @@ is 1.074 GB: the difference is 7%, enough to matter when a model "just fits".
 
 from __future__ import annotations
 
-__all__ = ["KB", "MB", "GB", "KiB", "MiB", "GiB", "to_gb", "to_mb"]
+__all__ = ["KB", "MB", "GB", "KiB", "MiB", "GiB"]
 
 KB = 1e3
 MB = 1e6
@@ -18,12 +18,3 @@ KiB = 2 ** 10
 MiB = 2 ** 20
 GiB = 2 ** 30
 
-
-def to_gb(n_bytes: float) -> float:
-    """Bytes → decimal gigabytes (10⁹ bytes)."""
-    return n_bytes / GB
-
-
-def to_mb(n_bytes: float) -> float:
-    """Bytes → decimal megabytes (10⁶ bytes)."""
-    return n_bytes / MB
