@@ -226,6 +226,14 @@ def test_quantize_refuses_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+def test_quantize_on_cuda_without_a_gpu_says_what_to_do(tmp_path):
+    with pytest.raises(RuntimeError, match="device='cpu'"):
+        q.quantize("embedded", "int8-weight-only", bits=8, out_dir=tmp_path / "out",
+                   device="cuda")
+    assert not (tmp_path / "out").exists()
+
+
 # --- calibration, sizes -----------------------------------------------------------------------
 
 def test_calibration_texts_go_through_the_chat_template(embedded):

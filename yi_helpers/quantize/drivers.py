@@ -177,8 +177,8 @@ def _layer_widths(folder: Path) -> list[int]:
 def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 128,
              calibration: Any = None, out_dir: str | os.PathLike, tokenizer: Any = None,
              n_calibration: int = DEFAULT_CALIBRATION_SAMPLES, seed: int = 0,
-             before_save: Callable[[Any], Any] | None = None, verbose: bool = False
-             ) -> QuantizeResult:
+             before_save: Callable[[Any], Any] | None = None, verbose: bool = False,
+             device: str = "cpu") -> QuantizeResult:
     """Quantize a model and save a loadable folder to ``out_dir`` (replaced if it exists).
 
     Args:
@@ -194,11 +194,18 @@ def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 12
             for int8 weight-only torchao's model itself. What it returns is kept in
             ``result.before_save``. Its time is not counted in ``result.seconds``.
         verbose: show the back end's own (long) log instead of keeping it in ``result.log``.
+        device: where the model is loaded and quantized: ``"cpu"`` (float32 there: bf16
+            matmuls are slow on CPUs without bf16 instructions) or ``"cuda"`` (GPTQ calibrates
+            in bf16 there; AWQ keeps float32, so a 6B model needs about 24 GB of GPU memory for
+            its copy). The saved folder is the same format either way.
 
     Returns a :class:`QuantizeResult` (folder, seconds, what ``before_save`` returned).
     Reload with ``yi_helpers.load(out_dir)``.
     """
     check_supported(method, bits, group_size)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} but torch sees no CUDA GPU: quantize with "
+                           "device='cpu' (slow for a 6B model) or on a GPU machine.")
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="yi-quantize-") as tmp:
         folder, tokenizer = _source_folder(model_or_path, tokenizer, Path(tmp))
@@ -221,13 +228,13 @@ def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 12
         with context as log:
             start = time.perf_counter()
             if method == "int8-weight-only":
-                seen = _torchao_int8(folder, out_dir, hook_or_none)
+                seen = _torchao_int8(folder, out_dir, hook_or_none, device)
             elif method == "awq":
                 seen = _awq(folder, tokenizer, bits, group_size, texts, out_dir, hook_or_none,
-                            seed)
+                            seed, device)
             else:
                 seen = _gptqmodel(folder, tokenizer, bits, group_size, texts, out_dir,
-                                  Path(tmp) / "logs", hook_or_none)
+                                  Path(tmp) / "logs", hook_or_none, device)
             seconds = time.perf_counter() - start - hook_seconds[0]
         tokenizer.save_pretrained(out_dir)
     return QuantizeResult(out_dir=out_dir, method=method, bits=bits,
@@ -236,12 +243,14 @@ def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 12
                           log=log.getvalue())
 
 
-def _torchao_int8(folder: Path, out_dir: Path, before_save: Callable[[Any], Any] | None) -> Any:
+def _torchao_int8(folder: Path, out_dir: Path, before_save: Callable[[Any], Any] | None,
+                  device: str = "cpu") -> Any:
     from torchao.quantization import Int8WeightOnlyConfig
     from transformers import AutoModelForCausalLM, TorchAoConfig
 
     model = AutoModelForCausalLM.from_pretrained(
         folder, dtype=torch.bfloat16, use_safetensors=True,
+        device_map=None if device == "cpu" else device,
         quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))
     model.eval()
     seen = before_save(model) if before_save else None
@@ -275,7 +284,7 @@ def _awq_inputs(model: Any, tokenizer: Any, texts: list[str], tokens: int, seed:
 
     def hook(key: tuple[int, str]) -> Callable[..., None]:
         def keep(_module: Any, args: tuple[Any, ...]) -> None:
-            rows.setdefault(key, []).append(args[0][0, current[0]].float())
+            rows.setdefault(key, []).append(args[0][0, current[0].to(args[0].device)].float())
         return keep
 
     handles = []
@@ -291,7 +300,7 @@ def _awq_inputs(model: Any, tokenizer: Any, texts: list[str], tokens: int, seed:
                 start += n
                 if len(mine):
                     current[:] = [mine]
-                    model(x)
+                    model(x.to(model.device))
     finally:
         for handle in handles:
             handle.remove()
@@ -299,7 +308,8 @@ def _awq_inputs(model: Any, tokenizer: Any, texts: list[str], tokens: int, seed:
 
 
 def _awq(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: list[str],
-         out_dir: Path, before_save: Callable[[Any], Any] | None, seed: int) -> Any:
+         out_dir: Path, before_save: Callable[[Any], Any] | None, seed: int,
+         device: str = "cpu") -> Any:
     """AWQ written out: search the scales (:func:`awq_scales`), fold them into the previous norm
     or linear, round on the asymmetric grid, save in AWQ's GEMM format (``zero_point: true``,
     as Yi's ``-4bits`` models), which transformers loads through GPTQModel's kernels.
@@ -312,7 +322,10 @@ def _awq(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: list[s
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
+    # float32 on any device: the weights kept in memory must be exactly what the file
+    # dequantizes to, (code - zero) * fp16 step, which bf16 cannot always hold
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True,
+                                                 device_map=None if device == "cpu" else device)
     model.eval()
     layers = _llama_layers(model)
     inputs = _awq_inputs(model, tokenizer, texts, AWQ_SEARCH_TOKENS, seed)
@@ -336,7 +349,7 @@ def _awq(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: list[s
             if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}":
                 codes, zeros, steps = rtn_codes(module.weight, bits, group_size)
                 for part, tensor in pack_awq_gemm(codes, zeros, steps).items():
-                    packed[f"{name}.{part}"] = tensor
+                    packed[f"{name}.{part}"] = tensor.cpu()
                 # in memory: what the file dequantizes to, (code - zero) * fp16 step
                 module.weight.copy_(dequantize_codes(codes, zeros, steps.half()))
         quantized = {f"{name.rpartition('.')[0]}.weight" for name in packed}
@@ -344,7 +357,7 @@ def _awq(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: list[s
             if name not in quantized:  # the rest is stored in bf16: hold those values too
                 param.copy_(param.to(torch.bfloat16))
     seen = before_save(model) if before_save else None
-    tensors = {k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()
+    tensors = {k: v.to("cpu", torch.bfloat16).contiguous() for k, v in model.state_dict().items()
                if k not in quantized}
     if model.config.tie_word_embeddings:
         tensors.pop("lm_head.weight", None)
@@ -360,7 +373,8 @@ def _awq(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: list[s
     return seen
 
 def _gptqmodel(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: list[str],
-               out_dir: Path, log_dir: Path, before_save: Callable[[Any], Any] | None) -> Any:
+               out_dir: Path, log_dir: Path, before_save: Callable[[Any], Any] | None,
+               device: str = "cpu") -> Any:
     """GPTQ through GPTQModel, saved to ``out_dir``; returns what ``before_save`` returned."""
     import_gptqmodel()
     from gptqmodel import GPTQModel, QuantizeConfig
@@ -378,8 +392,9 @@ def _gptqmodel(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: 
     # In float32 on the CPU: most of GPTQ's time goes into the calibration forward passes, and
     # bf16 matmuls are several times slower on CPUs without bf16 instructions (GPTQ 4-bit with
     # 32 calibration conversations: 106 s in float32 here; bf16 took longer with a quarter of
-    # the tokens).
-    wrapper = GPTQModel.load(str(folder), config, device="cpu", dtype=torch.float32)
+    # the tokens). On a GPU, bf16 as usual.
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    wrapper = GPTQModel.load(str(folder), config, device=device, dtype=dtype)
     wrapper.quantize(texts, tokenizer=tokenizer)
     seen = before_save(_gptq_as_saved(wrapper.model)) if before_save else None
     wrapper.save(str(out_dir))
@@ -403,7 +418,16 @@ def _gptq_as_saved(model: Any) -> Any:
     for module in ready.modules():
         if isinstance(module, BaseQuantLinear) and getattr(module, "REQUIRES_FORMAT_V2", False):
             convert_gptq_v1_to_v2_format_module(module, module.bits, module.pack_dtype)
-    return dequantize(torch.nn.Module.to(ready, torch.bfloat16))
+    # buffers the folder does not store (the rotary embedding's inv_freq) are recomputed in
+    # float32 when it loads: keep them as they are, not rounded through bf16 (on a random
+    # model, whose logits are nearly tied, that rounding alone changed greedy replies)
+    stored = set(ready.state_dict())
+    computed = {n: b.clone() for n, b in ready.named_buffers() if n not in stored}
+    dense = dequantize(torch.nn.Module.to(ready, torch.bfloat16))
+    with torch.no_grad():
+        for name, value in computed.items():
+            dense.get_buffer(name).copy_(value)
+    return dense
 
 
 def _store_16bit(folder: Path) -> None:
