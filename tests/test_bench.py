@@ -275,3 +275,21 @@ def test_validate_rejects_bad_records(breaks, tmp_path):
         record["mc"][0]["n"] = "four"
     with pytest.raises(ValueError):
         bench.write_results(record, tmp_path / "r.json")
+
+
+def test_text_prediction_tells_a_trained_model_from_random_weights(embedded):
+    from yi_helpers.bench import TRAINED_VS_CHANCE, TextPrediction, text_prediction
+
+    model, tokenizer = embedded
+    trained = text_prediction(model, tokenizer)
+    assert trained.trained and trained.vs_chance > TRAINED_VS_CHANCE
+    assert "checks of what it learned apply" in str(trained)
+    from yi_helpers.yi_shape import standin_config  # vocabulary 64,000 > the tokenizer's
+
+    noise = text_prediction(random_model(standin_config("tiny"), dtype=torch.float32), tokenizer)
+    assert not noise.trained and noise.vs_chance < 2 and "skipped" in str(noise)
+    # uniform guessing: perplexity = vocabulary size
+    chance = TextPrediction(perplexity=len(tokenizer), vocab_size=len(tokenizer))
+    assert chance.vs_chance == 1 and not chance.trained
+    given = text_prediction(model, tokenizer, perplexity_value=49.152)
+    assert given.vs_chance == pytest.approx(1000) and given.perplexity == 49.152

@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -30,7 +31,8 @@ __all__ = ["LETTERS", "LANGUAGES", "MMLU_HEADER", "CEVAL_HEADER", "ANSWER_CUE", 
            "TARGET_DELIMITER", "SHOT_DELIMITER", "PERPLEXITY_WINDOW", "PERPLEXITY_STRIDE",
            "load_questions", "subject_name", "format_question", "header", "build_prompt",
            "dev_shots", "parse_choice", "encode_pair", "PrefixCache", "score_question",
-           "evaluate_mc", "perplexity", "lm_eval_task_dir", "lm_eval_mc"]
+           "evaluate_mc", "perplexity", "TRAINED_VS_CHANCE", "TextPrediction",
+           "text_prediction", "lm_eval_task_dir", "lm_eval_mc"]
 
 LETTERS = ("A", "B", "C", "D")
 
@@ -286,6 +288,53 @@ def perplexity(model, tokenizer, text: str, *, window: int = PERPLEXITY_WINDOW,
 
 
 # --------------------------------------------------------------------------- lm-evaluation-harness
+
+#: How many times better than a uniform guess over the vocabulary a model must predict held-out
+#: text to count as trained: a random model scores about 1 (its perplexity is about its
+#: vocabulary size); SmolLM2-135M about 1,500 on the hub's English text, a real Yi far more.
+TRAINED_VS_CHANCE = 100.0
+
+
+@dataclass(frozen=True)
+class TextPrediction:
+    """How well a model predicts held-out text, next to chance (see :func:`text_prediction`)."""
+
+    perplexity: float
+    vocab_size: int
+
+    @property
+    def vs_chance(self) -> float:
+        """Vocabulary size / perplexity: 1 for a uniform guess over the vocabulary."""
+        return self.vocab_size / self.perplexity
+
+    @property
+    def trained(self) -> bool:
+        """True when the model predicts the text at least ``TRAINED_VS_CHANCE`` times better
+        than chance: claims about what training taught it can be checked."""
+        return self.vs_chance >= TRAINED_VS_CHANCE
+
+    def __str__(self) -> str:
+        verdict = ("a trained model: the checks of what it learned apply" if self.trained else
+                   "close to chance, random weights for example: the checks that need a "
+                   "trained model are skipped")
+        return (f"held-out perplexity {self.perplexity:,.0f}, vocabulary {self.vocab_size:,}: "
+                f"vocabulary / perplexity = {self.vs_chance:,.0f} (1 is a uniform guess), "
+                f"{verdict}")
+
+
+def text_prediction(model, tokenizer, text: str | None = None, *,
+                    perplexity_value: float | None = None) -> TextPrediction:
+    """Measure whether a model has learned language: its :func:`perplexity` on ``text`` (default:
+    the hub's held-out English prose) against its vocabulary size. Lessons condition the claims
+    that hold only for a trained model (sampling diversity, facts learned, quantization rankings)
+    on ``.trained``, a measured property, never on the model's name. Pass ``perplexity_value``
+    when it was measured already on that text."""
+    if perplexity_value is None:
+        from ..corpus import heldout_text
+
+        perplexity_value = perplexity(model, tokenizer, text or heldout_text("en"))["ppl"]
+    return TextPrediction(float(perplexity_value), len(tokenizer))
+
 
 def lm_eval_task_dir(lang: str, *, limit: int | None = None, folder: str | Path | None = None,
                      name: str | None = None) -> tuple[Path, str]:
