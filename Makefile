@@ -14,7 +14,7 @@ PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 PYTEST_ARGS ?=
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: setup notebooks test test-fast test-extra lab gpu-check clean help
+.PHONY: setup notebooks test test-fast test-extra lab gpu-check gpu-check-yi clean help
 
 help:
 	@echo "make setup      create $(VENV) (pinned), install yi_helpers and the embedded model"
@@ -24,6 +24,7 @@ help:
 	@echo "make test-extra offline-install, browser and site checks (CI runs them after make test)"
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make gpu-check  on a CUDA machine: every notebook on the GPU and a Yi-6B-shaped model measured"
+	@echo "make gpu-check-yi  on a CUDA machine: every notebook with the Yi-6B stand-in (seconds, GPU memory)"
 
 setup: $(STAMP)
 
@@ -64,3 +65,6 @@ clean:
 
 gpu-check: setup
 	$(PY) tools/gpu_check.py --out reports/gpu
+
+gpu-check-yi: setup
+	$(PY) tools/gpu_check.py --yi-standin --skip-4bit --batches 1 --out reports/gpu-yi6b

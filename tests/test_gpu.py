@@ -179,9 +179,15 @@ def test_dry_run_checks_the_whole_runner_without_a_gpu(tmp_path):
     assert data["device"].startswith("CPU dry run")  # never mistaken for a GPU report
     assert [m["batch_size"] for m in data["memory"]] == [1, 4]
     assert {m["context_len"] for m in data["memory"]} == {256}
-    assert data["decode"][0]["fraction"] > 0
+    eager, compiled = data["decode"]
+    assert eager["fraction"] > 0 and eager["path"] == "eager, dynamic cache"
+    # the static-cache + torch.compile row: backend="eager" checks the mechanics on the CPU
+    assert compiled["path"] == "static cache + torch.compile (backend=eager)"
+    assert compiled["compile_s"] > 0 and compiled["tokens_per_s"] > 0
     assert data["skipped"] == ["notebooks: --dry-run without -k", "4-bit (bitsandbytes): --skip-4bit"]
-    assert "| tiny-Yi-6B-shaped | bf16 | 4 | 256 |" in (tmp_path / "report.md").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "| tiny-Yi-6B-shaped | bf16 | 4 | 256 |" in md
+    assert "| tiny-Yi-6B-shaped | bf16 | static cache + torch.compile (backend=eager) | 1 |" in md
 
 
 def test_quick_leaves_out_lesson_05(tmp_path):
@@ -189,6 +195,37 @@ def test_quick_leaves_out_lesson_05(tmp_path):
     data = dry_run(tmp_path, "--quick", "-k", "05_", "--skip-yi")
     assert data["notebooks"] == []
     assert "notebook 05_quantization.ipynb: --exclude" in data["skipped"]
+
+
+def test_yi_standin_mode_runs_the_lessons_on_the_standin(tmp_path):
+    """--yi-standin: the notebooks get the stand-in as MODEL (on a GPU the 6B one, here the
+    tiny one in a smoke run) and lesson 05 the parameters of a 6B run: two methods, group 128."""
+    from yi_helpers.yi_shape import standin
+
+    data = dry_run(tmp_path, "--yi-standin", "-k", "05_", "--skip-yi")
+    (nb,) = data["notebooks"]
+    assert nb["status"] == "ok", nb["status"]
+    assert data["notebook_parameters"] == {"MODEL": str(standin("tiny")), "DEVICE": "cpu",
+                                           "smoke": "True"}
+    assert ("05_quantization.ipynb also ran with METHODS=['int8 weight-only', 'AWQ 4-bit'], "
+            "GROUP_SIZE=128") in data["notes"]
+    assert "## Notebooks (MODEL=" in (tmp_path / "report.md").read_text()
+    executed = json.loads((tmp_path / "notebooks" / "05_quantization.ipynb").read_text())
+    printed = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
+                      for c in executed["cells"] for o in c.get("outputs", []))
+    assert "AWQ 4-bit" in printed and "GPTQ 4-bit" not in printed
+
+
+def test_lesson_parameters_by_prefix():
+    import gpu_check
+
+    base = {"MODEL": "m", "DEVICE": "cuda"}
+    assert gpu_check.lesson_parameters("01_loading_yi.ipynb", base,
+                                       gpu_check.STANDIN_LESSON_PARAMETERS) == base
+    five = gpu_check.lesson_parameters("05_quantization.ipynb", base,
+                                       gpu_check.STANDIN_LESSON_PARAMETERS)
+    assert five["GROUP_SIZE"] == 128 and five["MODEL"] == "m" and base == {"MODEL": "m",
+                                                                          "DEVICE": "cuda"}
 
 
 # Inputs made on the CPU, models and tensors on the GPU: these run where CUDA is present (the

@@ -3,6 +3,7 @@
     python tools/gpu_check.py [--out reports/gpu] [--quick] [--skip-notebooks] [-k 05]
                               [--skip-yi] [--skip-4bit] [--batches 1 4 16 32] [--context 4096]
     python tools/gpu_check.py --dry-run     # no GPU: checks the runner itself in seconds
+    python tools/gpu_check.py --yi-standin  # the notebooks with the Yi-6B stand-in (make gpu-check-yi)
 
 On a machine without CUDA it says so and exits 0. On a CUDA machine it first says which of the
 wheels the notebooks need are missing (`python tools/wheels.py` lists them all). The Yi-shaped
@@ -14,7 +15,11 @@ Budget on one H200, measured (reports/gpu/report.md): the Yi-shaped part with it
 77 s (build 2 s); the notebooks 01 19 s, 02 24 s, 03 25 s, 04 62 s, 05 180 s (its four
 quantizations), 06 128 s (after 04 and 05: it reloads their folders), 07 40 s: about 9.2 minutes
 in all (`make setup` converts the embedded model once before, in 26-48 s). `--quick` ran in one
-go in 271 s. Each part can be skipped: --skip-yi, --skip-notebooks, --skip-4bit, --exclude 05
+go in 271 s. `--yi-standin` runs the notebooks with a random Yi-6B-Chat stand-in instead of the
+embedded model (lesson 05 with int8 and AWQ 4-bit at group 128: STANDIN_LESSON_PARAMETERS), so
+their seconds and peak GPU memory are those of Yi-6B-Chat; not timed on a GPU yet. The Yi-shaped
+part adds a bf16 decode row with a static cache and torch.compile (`--skip-compile`: none).
+Each part can be skipped: --skip-yi, --skip-notebooks, --skip-4bit, --exclude 05
 (repeatable); --quick skips 4-bit, the batch sizes above 4 and lesson 05.
 """
 
@@ -73,21 +78,47 @@ class GpuMemoryPoller:
         self._thread.join()
 
 
+#: What the Yi stand-in mode (``--yi-standin``) sets in a lesson's parameters cell besides
+#: ``MODEL`` and ``DEVICE``, by notebook name prefix: the parameters a learner with Yi-6B-Chat on
+#: one GPU would set too. Lesson 05 quantizes with int8 weight-only and AWQ 4-bit (GPTQ, which
+#: calibrates block after block, is the slow one at 6B), with Yi's group size 128.
+STANDIN_LESSON_PARAMETERS: dict[str, dict] = {
+    "05_": {"METHODS": ["int8 weight-only", "AWQ 4-bit"], "GROUP_SIZE": 128},
+}
+
+
+def lesson_parameters(name: str, parameters: dict, per_lesson: dict[str, dict] | None = None
+                      ) -> dict:
+    """``parameters`` plus the ``per_lesson`` entries whose key starts notebook ``name``."""
+    merged = dict(parameters)
+    for prefix, extra in (per_lesson or {}).items():
+        if name.startswith(prefix):
+            merged.update(extra)
+    return merged
+
+
 def run_notebooks(report, out_dir: Path, *, folder: Path = ROOT / "notebooks", match: str = "",
-                  parameters: dict | None = None, exclude: Sequence[str] = ()) -> None:
+                  parameters: dict | None = None, exclude: Sequence[str] = (),
+                  per_lesson: dict[str, dict] | None = None) -> None:
     """Every lesson notebook in ``folder`` (names containing ``match`` and none of ``exclude``)
     with papermill, one at a time, each with its seconds and the peak GPU memory it added
-    (``nvidia-smi``). Excluded ones are listed in ``report.skipped``."""
+    (``nvidia-smi``). Excluded ones are listed in ``report.skipped``. ``per_lesson``: extra
+    parameters by notebook name prefix (:func:`lesson_parameters`)."""
     from run_notebooks import discover, run
 
     parameters = {"DEVICE": "cuda"} if parameters is None else parameters
+    report.notebook_parameters = {k: str(v) for k, v in parameters.items()}
     for nb in discover(folder, match):
         if any(pattern in nb.name for pattern in exclude):
             report.skipped.append(f"notebook {nb.name}: --exclude")
             continue
+        these = lesson_parameters(nb.name, parameters, per_lesson)
+        if these != parameters:
+            report.notes.append(f"{nb.name} also ran with " + ", ".join(
+                f"{k}={v!r}" for k, v in these.items() if k not in parameters))
         baseline = GpuMemoryPoller.used_gb() or 0.0
         with GpuMemoryPoller() as poller:
-            result = run(nb, out_dir / "notebooks", parameters)
+            result = run(nb, out_dir / "notebooks", these)
         status = "ok" if result["status"] == "ok" else f"FAILED: {result['error'][:200]}"
         peak = None if poller.peak is None else max(poller.peak - baseline, 0.0)
         report.notebooks.append({"notebook": nb.name, "status": status,
@@ -107,28 +138,46 @@ def _bitsandbytes_ready(report, skip_4bit: bool) -> bool:
     return True
 
 
+EAGER = "eager, dynamic cache"
+
+
 def _decode_row(model, model_id: str, weights: str, weight_bytes: float, kv_bytes_per_token: int,
-                bandwidth: float) -> dict:
-    from yi_helpers.bench.speed import decode_roofline_tokens_per_s, decode_tokens_per_s
+                bandwidth: float, *, compile_with: dict | None = None) -> dict:
+    """Batch-1 decode speed next to the roofline. ``compile_with``: ``torch.compile`` keyword
+    arguments (backend, mode) for a static-cache decode (``bench.speed.compile_decode``; its
+    compile seconds are recorded apart) instead of the eager one."""
+    from yi_helpers.bench.speed import (compile_decode, decode_roofline_tokens_per_s,
+                                        measure_generation)
 
     prompt, new = 128, 64
-    rate = decode_tokens_per_s(model, batch_size=1, prompt_len=prompt, new_tokens=new)
+    forward, compile_s, path = None, None, EAGER
+    if compile_with is not None:
+        forward, compile_s = compile_decode(model, prompt_len=prompt, new_tokens=new,
+                                            **compile_with)
+        how = ", ".join(f"{k}={v}" for k, v in compile_with.items() if v)
+        path = f"static cache + torch.compile ({how})"
+    rate = measure_generation(model, batch_size=1, prompt_len=prompt, new_tokens=new,
+                              static_cache=forward is not None,
+                              decode_forward=forward)["decode_tok_s"]
     # the average context while decoding: the prompt plus half the new tokens
     roof = decode_roofline_tokens_per_s(weight_bytes, kv_bytes_per_token, prompt + new // 2,
                                         bandwidth)
-    return {"model": model_id, "weights": weights, "batch_size": 1,
+    return {"model": model_id, "weights": weights, "batch_size": 1, "path": path,
+            "compile_s": compile_s,
             "tokens_per_s": rate["median"], "min": rate["min"], "max": rate["max"],
             "roofline_tokens_per_s": roof, "fraction": rate["median"] / roof}
 
 
 def run_yi(report, batches: list[int], context: int, skip_4bit: bool, *,
            model_id: str = "01-ai/Yi-6B", config=None, device: str = "cuda",
-           bandwidth_mb: int = 1024) -> None:
+           bandwidth_mb: int = 1024, compile_with: dict | None = None) -> None:
     """The random Yi-shaped model in bf16: peak memory per batch size, copy bandwidth, decode
     speed against the roofline; then the same weights in 4-bit NF4 where bitsandbytes is there.
 
     ``config`` defaults to ``model_id``'s registry config; a small one (``tiny_yi_config``) on
     ``device="cpu"`` checks this code without a GPU (``--dry-run``, and the tests).
+    ``compile_with``: also a bf16 decode row with a static cache and ``torch.compile`` with these
+    arguments (``{"backend": "inductor", "mode": "reduce-overhead"}`` on a GPU); ``None``: none.
     """
     import tempfile
 
@@ -166,6 +215,14 @@ def run_yi(report, batches: list[int], context: int, skip_4bit: bool, *,
         report.decode.append(_decode_row(model, s.id, "bf16", planned_weight_bytes(s, 16),
                                          s.kv_bytes_per_token(), bandwidth))
         print("decode bf16: done", flush=True)
+        if compile_with is not None:
+            try:
+                report.decode.append(_decode_row(
+                    model, s.id, "bf16", planned_weight_bytes(s, 16), s.kv_bytes_per_token(),
+                    bandwidth, compile_with=compile_with))
+            except Exception as err:  # a compiler failure is a finding, not the end of the run
+                report.skipped.append(f"compiled decode: {type(err).__name__}: {str(err)[:300]}")
+            print("decode bf16, static cache + compile: done", flush=True)
         if four_bit:  # bitsandbytes quantizes while loading: save the same weights first
             model.save_pretrained(tmp)
         del model
@@ -204,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
                              "--exclude 05 --exclude 06)")
     parser.add_argument("--skip-yi", action="store_true")
     parser.add_argument("--skip-4bit", action="store_true")
+    parser.add_argument("--skip-compile", action="store_true",
+                        help="no static-cache + torch.compile decode row")
+    parser.add_argument("--yi-standin", action="store_true",
+                        help="run the notebooks with the Yi-6B stand-in (random weights, Yi's "
+                             "shapes and conventions; the tiny one with --dry-run) instead of "
+                             "the embedded model: seconds and GPU memory at Yi-6B scale")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 32])
     parser.add_argument("--context", type=int, default=4096)
     parser.add_argument("--quick", action="store_true",
@@ -251,17 +314,34 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         why = "--skip-notebooks" if args.skip_notebooks else "--dry-run without -k"
         report.skipped.append(f"notebooks: {why}")
+    elif args.yi_standin:
+        from yi_helpers.yi_shape import standin
+
+        size = "tiny" if args.dry_run else "6b"
+        start = time.perf_counter()
+        folder = standin(size)  # built once, then cached
+        report.notes.append(f"Yi stand-in ({size}) ready in {time.perf_counter() - start:.0f} s "
+                            f"at {folder}: random weights with Yi-6B-Chat's shapes and "
+                            "conventions, so the seconds and memory are a Yi-6B-Chat's and the "
+                            "text is noise")
+        parameters = {"MODEL": str(folder), "DEVICE": device}
+        if args.dry_run:  # the CPU checks the mechanics: small sizes
+            parameters["smoke"] = True
+        run_notebooks(report, args.out, match=args.match, parameters=parameters,
+                      exclude=args.exclude, per_lesson=STANDIN_LESSON_PARAMETERS)
     else:
         run_notebooks(report, args.out, match=args.match, parameters={"DEVICE": device},
                       exclude=args.exclude)
     if args.skip_yi:
         report.skipped.append("Yi-shaped model: --skip-yi")
-    elif args.dry_run:
+    elif args.dry_run:  # backend="eager": the compile mechanics without generating code
         run_yi(report, args.batches, min(args.context, 256), args.skip_4bit,
                model_id="tiny-Yi-6B-shaped", config=tiny_yi_config(), device="cpu",
-               bandwidth_mb=64)
-    else:
-        run_yi(report, args.batches, args.context, args.skip_4bit)
+               bandwidth_mb=64, compile_with=None if args.skip_compile else {"backend": "eager"})
+    else:  # CUDA graphs replay the whole decode step: no per-kernel launches from Python
+        run_yi(report, args.batches, args.context, args.skip_4bit,
+               compile_with=None if args.skip_compile else {"backend": "inductor",
+                                                             "mode": "reduce-overhead"})
     json_path, md_path = report.write(args.out)
     print(report.to_markdown())
     print(f"written: {json_path}, {md_path}")

@@ -63,6 +63,7 @@ class GpuReport:
     torch_version: str
     started: str
     notebooks: list[dict] = field(default_factory=list)  # notebook, status, seconds, peak_gpu_gb
+    notebook_parameters: dict = field(default_factory=dict)  # what every notebook ran with
     memory: list[dict] = field(default_factory=list)  # MemoryRecord fields + estimate_error
     decode: list[dict] = field(default_factory=list)  # model, dtype, tokens/s, roofline, fraction
     skipped: list[str] = field(default_factory=list)
@@ -81,11 +82,14 @@ class GpuReport:
         lines = [f"# GPU check: {self.device}", "",
                  f"torch {self.torch_version}, started {self.started}", ""]
         if self.notebooks:
-            lines += ["## Notebooks (device=cuda)", "", "| notebook | status | seconds | peak GPU GB |",
-                      "|---|---|---|---|"]
+            ran_with = ", ".join(f"{k}={v}" for k, v in self.notebook_parameters.items())
+            lines += [f"## Notebooks ({ran_with or 'DEVICE=cuda'})", "",
+                      "| notebook | status | seconds | peak GPU GB |", "|---|---|---|---|"]
             lines += [f"| {n['notebook']} | {n['status']} | {n['seconds']:.1f} | "
                       f"{_fmt(n.get('peak_gpu_gb'))} |" for n in self.notebooks]
-            lines.append("")
+            peaks = [n["peak_gpu_gb"] for n in self.notebooks if n.get("peak_gpu_gb") is not None]
+            lines += [f"| **all** | | {sum(n['seconds'] for n in self.notebooks):.1f} | "
+                      f"{_fmt(max(peaks) if peaks else None)} (largest) |", ""]
         if self.memory:
             lines += ["## Yi-shaped model, random weights: peak memory", "",
                       "| model | weights | batch | context | measured GB | estimate GB | error | "
@@ -105,11 +109,14 @@ class GpuReport:
                           "where the weights dominate.", ""]
         if self.decode:
             lines += ["## Decode speed vs the memory-bandwidth roofline", "",
-                      "| model | weights | batch | tokens/s (median, min–max) | roofline tokens/s | "
-                      "fraction |", "|---|---|---|---|---|---|"]
-            lines += [f"| {d['model']} | {d['weights']} | {d['batch_size']} | "
+                      "| model | weights | decode path | batch | tokens/s (median, min–max) | "
+                      "roofline tokens/s | fraction | compile s |",
+                      "|---|---|---|---|---|---|---|---|"]
+            lines += [f"| {d['model']} | {d['weights']} | {d.get('path', 'eager, dynamic cache')} | "
+                      f"{d['batch_size']} | "
                       f"{d['tokens_per_s']:.1f} ({d['min']:.1f}–{d['max']:.1f}) | "
-                      f"{d['roofline_tokens_per_s']:.1f} | {d['fraction']:.0%} |"
+                      f"{d['roofline_tokens_per_s']:.1f} | {d['fraction']:.0%} | "
+                      f"{_fmt(d.get('compile_s'))} |"
                       for d in self.decode]
             lines.append("")
         readings = self.readings()
@@ -140,14 +147,16 @@ class GpuReport:
             out.append(line)
         for d in self.decode:
             if d["tokens_per_s"] > 0 and d["roofline_tokens_per_s"] > 0:
-                out.append(f"{d['model']}, {d['weights']}, batch {d['batch_size']}: "
+                path = d.get("path", "eager, dynamic cache")
+                out.append(f"{d['model']}, {d['weights']}, {path}, batch {d['batch_size']}: "
                            f"{1e3 / d['tokens_per_s']:.1f} ms per token against "
                            f"{1e3 / d['roofline_tokens_per_s']:.1f} ms to stream its weights "
                            f"and KV cache once ({d['fraction']:.0%} of the roofline)"
                            + (": far from memory-bound, as eager decoding at a small batch "
                               "usually is (each token launches hundreds of small kernels from "
                               "Python; lesson 06's static cache and torch.compile cut that "
-                              "overhead)" if d["fraction"] < 0.25 else ""))
+                              "overhead)" if d["fraction"] < 0.25 and path.startswith("eager")
+                              else ""))
         return out
 
     def write(self, out_dir: str | Path) -> tuple[Path, Path]:
