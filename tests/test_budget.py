@@ -34,6 +34,8 @@ def test_node_ids_name_their_lesson():
     assert lesson_of("notebooks/drafts/05_x.ipynb::Cell 3") is None
     assert lesson_of("tests/test_notebooks_smoke.py::test_notebook_smoke_run[05_quantization.ipynb]"
                      ) == ("05", "smoke")
+    assert lesson_of("tests/test_notebooks_smoke.py::test_notebook_standin_run[06_bench.ipynb]"
+                     ) == ("06", "standin")
     assert lesson_of("tests/test_chat.py::test_render") is None
 
 
@@ -46,5 +48,6 @@ def test_every_lesson_has_its_allocations_within_the_rules():
         full, smoke = budget[f"{number} full"]["avx512"], budget[f"{number} smoke"]["avx512"]
         assert full <= (240 if number == "05" else 180), f"{notebook.name}: full run {full} s"
         assert smoke <= 45, f"{notebook.name}: smoke run {smoke} s"
+        assert budget[f"{number} standin"]["avx512"] <= 45, f"{notebook.name}: stand-in run"
     for part in ("setup", "unit", "extra"):
         assert part in budget

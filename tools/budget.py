@@ -26,7 +26,7 @@ def host_kind() -> str:
 def read_budget(text: str | None = None) -> dict[str, dict[str, float]]:
     """The budget table of docs/CONTRIBUTING.md (between the ``budget-table`` markers): part →
     {"avx512": seconds, "avx2": seconds}. Parts: ``setup``, ``unit``, ``extra``, and for each
-    lesson ``NN full`` and ``NN smoke``."""
+    lesson ``NN full``, ``NN smoke`` and ``NN standin``."""
     text = BUDGET_DOC.read_text(encoding="utf-8") if text is None else text
     _, _, rest = text.partition("<!-- budget-table -->")
     table, end, _ = rest.partition("<!-- /budget-table -->")
@@ -43,12 +43,13 @@ def read_budget(text: str | None = None) -> dict[str, dict[str, float]]:
 
 
 def lesson_of(nodeid: str) -> tuple[str, str] | None:
-    """(lesson number, "full" | "smoke") of a notebook test's node id; None for other tests."""
+    """(lesson number, "full" | "smoke" | "standin") of a notebook test's node id; None for
+    other tests. "standin": the full run on the tiny Yi-Chat stand-in."""
     m = re.match(r"(?:.*/)?notebooks/(\d\d)_[^/]*\.ipynb::", nodeid)  # nbval: one item a cell
     if m:
         return m.group(1), "full"
-    m = re.search(r"test_notebook_smoke_run\[(\d\d)_", nodeid)
-    return (m.group(1), "smoke") if m else None
+    m = re.search(r"test_notebook_(smoke|standin)_run\[(\d\d)_", nodeid)
+    return (m.group(2), m.group(1)) if m else None
 
 
 def over_budget(seconds: dict[str, float], budget: dict[str, dict[str, float]], host: str,
