@@ -199,7 +199,7 @@ def test_quick_leaves_out_lesson_05(tmp_path):
 
 def test_yi_standin_mode_runs_the_lessons_on_the_standin(tmp_path):
     """--yi-standin: the notebooks get the stand-in as MODEL (on a GPU the 6B one, here the
-    tiny one in a smoke run) and lesson 05 the parameters of a 6B run: two methods, group 128."""
+    tiny one in a smoke run) and lesson 05 the methods of a 6B run (group 128 at 6B only)."""
     from yi_helpers.yi_shape import standin
 
     data = dry_run(tmp_path, "--yi-standin", "-k", "05_", "--skip-yi")
@@ -207,8 +207,8 @@ def test_yi_standin_mode_runs_the_lessons_on_the_standin(tmp_path):
     assert nb["status"] == "ok", nb["status"]
     assert data["notebook_parameters"] == {"MODEL": str(standin("tiny")), "DEVICE": "cpu",
                                            "smoke": "True"}
-    assert ("05_quantization.ipynb also ran with METHODS=['int8 weight-only', 'AWQ 4-bit'], "
-            "GROUP_SIZE=128") in data["notes"]
+    assert "05_quantization.ipynb also ran with METHODS=['int8 weight-only', 'AWQ 4-bit']" in \
+        data["notes"]
     assert "## Notebooks (MODEL=" in (tmp_path / "report.md").read_text()
     executed = json.loads((tmp_path / "notebooks" / "05_quantization.ipynb").read_text())
     printed = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
@@ -223,9 +223,12 @@ def test_lesson_parameters_by_prefix():
     assert gpu_check.lesson_parameters("01_loading_yi.ipynb", base,
                                        gpu_check.STANDIN_LESSON_PARAMETERS) == base
     five = gpu_check.lesson_parameters("05_quantization.ipynb", base,
-                                       gpu_check.STANDIN_LESSON_PARAMETERS)
+                                       gpu_check.standin_lesson_parameters("6b"))
     assert five["GROUP_SIZE"] == 128 and five["MODEL"] == "m" and base == {"MODEL": "m",
                                                                           "DEVICE": "cuda"}
+    tiny = gpu_check.lesson_parameters("05_quantization.ipynb", base,
+                                       gpu_check.standin_lesson_parameters("tiny"))
+    assert "GROUP_SIZE" not in tiny and tiny["METHODS"] == five["METHODS"]
 
 
 # Inputs made on the CPU, models and tensors on the GPU: these run where CUDA is present (the

@@ -46,7 +46,7 @@ def test_report_json_and_markdown(tmp_path):
     assert GpuReport.load(json_path) == report and GpuReport.load(json_path).to_markdown() == md
     assert "| 01_loading_yi.ipynb | ok | 12.5 | 1.2 |" in md
     assert "| 01-ai/Yi-6B | bf16 | 1 | 4096 | 13.0 |" in md
-    assert "| 01-ai/Yi-6B | bf16 | 1 | 50.0 (49.0–51.0) | 200.0 | 25% |" in md
+    assert "| 01-ai/Yi-6B | bf16 | eager, dynamic cache | 1 | 50.0 (49.0–51.0) | 200.0 | 25% | – |" in md
     assert "- 4-bit: --skip-4bit" in md
     assert "states no context length" in md  # the README's cells are not at 4,096 tokens
     report.memory[0] = record_dict(memory_record("01-ai/Yi-6B", 1, 2048, 13.0))

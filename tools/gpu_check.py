@@ -81,10 +81,19 @@ class GpuMemoryPoller:
 #: What the Yi stand-in mode (``--yi-standin``) sets in a lesson's parameters cell besides
 #: ``MODEL`` and ``DEVICE``, by notebook name prefix: the parameters a learner with Yi-6B-Chat on
 #: one GPU would set too. Lesson 05 quantizes with int8 weight-only and AWQ 4-bit (GPTQ, which
-#: calibrates block after block, is the slow one at 6B), with Yi's group size 128.
+#: calibrates block after block, is the slow one at 6B), with Yi's group size 128 (the 6B
+#: stand-in only: the tiny one's 704-wide MLP takes the lesson's default group of 64).
 STANDIN_LESSON_PARAMETERS: dict[str, dict] = {
     "05_": {"METHODS": ["int8 weight-only", "AWQ 4-bit"], "GROUP_SIZE": 128},
 }
+
+
+def standin_lesson_parameters(size: str) -> dict[str, dict]:
+    """:data:`STANDIN_LESSON_PARAMETERS` for the stand-in of ``size`` ("6b" or "tiny")."""
+    if size == "6b":
+        return STANDIN_LESSON_PARAMETERS
+    return {prefix: {k: v for k, v in extra.items() if k != "GROUP_SIZE"}
+            for prefix, extra in STANDIN_LESSON_PARAMETERS.items()}
 
 
 def lesson_parameters(name: str, parameters: dict, per_lesson: dict[str, dict] | None = None
@@ -320,15 +329,17 @@ def main(argv: list[str] | None = None) -> int:
         size = "tiny" if args.dry_run else "6b"
         start = time.perf_counter()
         folder = standin(size)  # built once, then cached
+        what = ("Yi-6B-Chat's shapes and conventions, so the seconds and memory are a "
+                "Yi-6B-Chat's and the text is noise" if size == "6b" else
+                "Yi-Chat's conventions at a tiny width: checks the mode's mechanics, measures "
+                "nothing")
         report.notes.append(f"Yi stand-in ({size}) ready in {time.perf_counter() - start:.0f} s "
-                            f"at {folder}: random weights with Yi-6B-Chat's shapes and "
-                            "conventions, so the seconds and memory are a Yi-6B-Chat's and the "
-                            "text is noise")
+                            f"at {folder}: random weights with {what}")
         parameters = {"MODEL": str(folder), "DEVICE": device}
         if args.dry_run:  # the CPU checks the mechanics: small sizes
             parameters["smoke"] = True
         run_notebooks(report, args.out, match=args.match, parameters=parameters,
-                      exclude=args.exclude, per_lesson=STANDIN_LESSON_PARAMETERS)
+                      exclude=args.exclude, per_lesson=standin_lesson_parameters(size))
     else:
         run_notebooks(report, args.out, match=args.match, parameters={"DEVICE": device},
                       exclude=args.exclude)
