@@ -102,3 +102,29 @@ def test_bitsandbytes_cpu_kernel_hint_is_kept_out_of_lessons():
     done = subprocess.run([sys.executable, "-c", "import yi_helpers, bitsandbytes"],
                           capture_output=True, text=True, timeout=300, check=True)
     assert "kernels-community" not in done.stdout + done.stderr
+
+
+def test_notebook_progress_keeps_one_finished_line(monkeypatch):
+    """In a notebook the progress line is one display, redrawn in place: the saved notebook
+    keeps its last state only, the finished line with the time and the postfix."""
+    from yi_helpers.system import NotebookProgress
+
+    drawn = []
+
+    class Handle:
+        def update(self, obj):
+            drawn.append(obj.data)
+
+    monkeypatch.setattr("IPython.display.display",
+                        lambda obj, display_id=None: drawn.append(obj.data) or Handle())
+    bar = NotebookProgress(total=4, desc="training", unit="step", mininterval=3600)
+    for _ in range(4):
+        bar.update()
+    bar.set_postfix(loss="0.093", refresh=False)
+    bar.close()
+    bar.close()  # a second close draws nothing more
+    assert len(drawn) == 2  # the first line, then the last: nothing between at this interval
+    assert drawn[0].startswith("training: 0/4 steps, 0 s so far")
+    assert drawn[-1].startswith("training: 4/4 steps in 0 s (") and drawn[-1].endswith(", loss=0.093")
+    assert list(NotebookProgress(range(3), desc="x")) == [0, 1, 2]
+    assert drawn[-1].startswith("x: 3/3 it in ")

@@ -31,6 +31,34 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 # the FutureWarning names a site-packages path and is not the learner's to fix.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
+
+
+def _quiet_library_progress_in_notebooks() -> None:
+    """In a notebook, the libraries' own progress bars (transformers' "Loading weights" and
+    "Writing model shards", datasets', the hub's) would leave chunks of stderr in committed
+    outputs: turn them off. The package's long steps draw one line of their own
+    (``yi_helpers.system.progress``). Outside notebooks nothing changes."""
+    import os
+    import sys
+
+    from .system import in_notebook
+
+    if not in_notebook():
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+_quiet_library_progress_in_notebooks()
+
 from .models import REGISTRY, estimate_memory, known_models, recommend, spec  # noqa: E402
 
 _FROM_LOADING = ("load", "ModelNotAvailableError", "NotEnoughMemoryError")
