@@ -122,6 +122,7 @@ def test_the_import_graph_has_no_cycle():
 
 @pytest.mark.parametrize("idea, home", [
     ("perplexity", "yi_helpers.bench.evaluation"),
+    ("accuracy_interval", "yi_helpers.bench.evaluation"),
     ("decode_tokens_per_s", "yi_helpers.bench.speed"),
     ("model_bytes", "yi_helpers.measure"),
     ("resolve_model", "yi_helpers.resolve"),

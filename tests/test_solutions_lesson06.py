@@ -8,14 +8,22 @@ from yi_helpers.quantize import size_ratio
 from yi_helpers.solutions import lesson06
 
 
-def test_wilson_interval():
-    low, high = lesson06.wilson_interval(5, 20)
+def test_accuracy_interval_and_the_questions_a_margin_needs():
+    from yi_helpers.bench import accuracy_interval
+
+    low, high = accuracy_interval(5, 20)
     assert 0.10 < low < 0.12 and 0.46 < high < 0.48
-    assert lesson06.wilson_interval(0, 10)[0] == 0.0
-    a, b = lesson06.wilson_interval(500, 2000)
+    assert accuracy_interval(0, 10)[0] == 0.0
+    a, b = accuracy_interval(500, 2000)
     assert b - a < high - low  # more questions, narrower interval
     with pytest.raises(ValueError):
-        lesson06.wilson_interval(3, 2)
+        accuracy_interval(3, 2)
+    n = lesson06.questions_for_margin(0.6, 0.02)
+    assert 2200 < n < 2400
+    lo, hi = accuracy_interval(round(0.6 * n), n)
+    assert (hi - lo) / 2 <= 0.02
+    lo, hi = accuracy_interval(round(0.6 * (n - 1)), n - 1)
+    assert (hi - lo) / 2 > 0.02  # the fewest
 
 
 def test_letter_bias():

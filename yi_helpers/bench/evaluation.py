@@ -11,11 +11,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import math
 import os
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,12 +30,12 @@ import torch
 from ..compat import cache_kwarg, output_cache
 from ..corpus import LANGUAGES, data_path
 
-__all__ = ["LETTERS", "LANGUAGES", "MMLU_HEADER", "CEVAL_HEADER", "ANSWER_CUE", "HEADER",
+__all__ = ["QUESTION_SETS", "LETTERS", "LANGUAGES", "MMLU_HEADER", "CEVAL_HEADER", "ANSWER_CUE", "HEADER",
            "TARGET_DELIMITER", "SHOT_DELIMITER", "PERPLEXITY_WINDOW", "PERPLEXITY_STRIDE",
            "load_questions", "subject_name", "format_question", "header", "build_prompt",
            "dev_shots", "parse_choice", "encode_pair", "PrefixCache", "score_question",
-           "evaluate_mc", "perplexity", "TRAINED_VS_CHANCE", "TextPrediction",
-           "text_prediction", "lm_eval_task_dir", "lm_eval_mc"]
+           "evaluate_mc", "CLOZE_PROMPT", "score_cloze", "evaluate_cloze", "accuracy_interval", "perplexity", "TRAINED_VS_CHANCE", "TextPrediction",
+           "text_prediction", "lm_eval_task_dir", "lm_eval_yi_mmlu_dir", "lm_eval_mc"]
 
 LETTERS = ("A", "B", "C", "D")
 
@@ -51,9 +54,15 @@ SHOT_DELIMITER = "\n\n"
 
 # --------------------------------------------------------------------------- questions
 
+#: The question sets: ``"hub"``, school subjects (English and Chinese), and ``"control"``, 20
+#: everyday questions any speaker answers (English only): where a scorer can be seen to work.
+QUESTION_SETS = ("hub", "control")
+
+
 def load_questions(lang: str = "en", split: str = "test", subjects: Sequence[str] | None = None,
-                   limit: int | None = None) -> list[dict]:
-    """The hub's multiple-choice questions (``yi_helpers/data/mc_{lang}.jsonl``).
+                   limit: int | None = None, question_set: str = "hub") -> list[dict]:
+    """The hub's multiple-choice questions (``yi_helpers/data/mc_{lang}.jsonl``; the control set:
+    ``mc_control_{lang}.jsonl``).
 
     Each record: ``id``, ``subject``, ``split`` (``"dev"``: 5 per subject, the few-shot examples;
     ``"test"``: the questions scored), ``question``, ``choices`` (4 strings), ``answer`` ("A"-"D").
@@ -64,8 +73,13 @@ def load_questions(lang: str = "en", split: str = "test", subjects: Sequence[str
         raise ValueError(f"lang must be one of {LANGUAGES}, got {lang!r}")
     if split not in ("dev", "test"):
         raise ValueError(f"split must be 'dev' or 'test', got {split!r}")
+    if question_set not in QUESTION_SETS:
+        raise ValueError(f"question_set must be one of {QUESTION_SETS}, got {question_set!r}")
+    if question_set == "control" and lang != "en":
+        raise ValueError("the control set is English only: use lang='en'")
+    name = f"mc_{lang}.jsonl" if question_set == "hub" else f"mc_control_{lang}.jsonl"
     rows = [json.loads(line) for line in
-            data_path(f"mc_{lang}.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+            data_path(name).read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if r["split"] == split and (subjects is None or r["subject"] in subjects)]
     if limit is not None:
         by_subject: dict[str, list[dict]] = {}
@@ -107,11 +121,11 @@ def build_prompt(q: dict, lang: str, shots: Sequence[dict] = ()) -> str:
     return header(q["subject"], lang) + SHOT_DELIMITER + examples + format_question(q, lang)
 
 
-def dev_shots(lang: str, subject: str, k: int) -> list[dict]:
+def dev_shots(lang: str, subject: str, k: int, question_set: str = "hub") -> list[dict]:
     """The first ``k`` dev questions of ``subject`` (the few-shot examples, never scored)."""
     if k == 0:
         return []
-    shots = load_questions(lang, "dev", subjects=[subject])
+    shots = load_questions(lang, "dev", subjects=[subject], question_set=question_set)
     if len(shots) < k:
         raise ValueError(f"{subject!r} has {len(shots)} dev questions, fewer than k={k}")
     return shots[:k]
@@ -202,14 +216,16 @@ def score_question(model, tokenizer, prompt: str, *, gen_tokens: int = 4,
 
 
 def evaluate_mc(model, tokenizer, lang: str = "en", *, shots: int = 0, limit: int | None = None,
-                gen_tokens: int = 4, label: str = "", progress: bool = False) -> dict:
-    """Accuracy on the hub's ``lang`` test questions with ``shots`` dev examples per subject.
+                gen_tokens: int = 4, label: str = "", progress: bool = False,
+                question_set: str = "hub") -> dict:
+    """Accuracy on the hub's ``lang`` test questions with ``shots`` dev examples per subject
+    (``question_set="control"``: the everyday control questions, see :data:`QUESTION_SETS`).
 
     Returns a record: ``acc_ll`` (log-likelihood of the option letter), ``acc_gen`` (the generated
     answer), ``unparsed`` (generations without an option letter, counted wrong), ``n``,
     ``per_subject`` accuracies (log-likelihood), ``seconds`` and ``items`` (one per question).
     """
-    questions = load_questions(lang, "test", limit=limit)
+    questions = load_questions(lang, "test", limit=limit, question_set=question_set)
     subjects = sorted({q["subject"] for q in questions}, key=[q["subject"] for q in questions].index)
     items = []
     start = time.perf_counter()
@@ -219,17 +235,57 @@ def evaluate_mc(model, tokenizer, lang: str = "en", *, shots: int = 0, limit: in
         iterator = bar(questions, desc=f"{lang} {shots}-shot", total=len(questions))
     caches = {s: PrefixCache(model) for s in subjects}  # one shared prefix per subject
     for q in iterator:
-        prompt = build_prompt(q, lang, dev_shots(lang, q["subject"], shots))
+        prompt = build_prompt(q, lang, dev_shots(lang, q["subject"], shots, question_set))
         r = score_question(model, tokenizer, prompt, gen_tokens=gen_tokens,
                            prefix=caches[q["subject"]])
         items.append({"id": q["id"], "subject": q["subject"], "answer": q["answer"], **r})
     seconds = time.perf_counter() - start
     n = len(items)
     per_subject = {s: _acc([i for i in items if i["subject"] == s], "pred_ll") for s in subjects}
-    return {"label": label, "lang": lang, "shots": shots, "n": n,
+    return {"label": label, "lang": lang, "set": question_set, "shots": shots, "n": n,
             "acc_ll": _acc(items, "pred_ll"), "acc_gen": _acc(items, "pred_gen"),
             "unparsed": sum(i["pred_gen"] is None for i in items), "chance": 0.25,
             "per_subject": per_subject, "seconds": round(seconds, 2), "items": items}
+
+
+#: Cloze scoring's prompt: the question alone, no lettered options; the answer text follows.
+CLOZE_PROMPT = {"en": "Question: {question}\nAnswer:", "zh": "问题：{question}\n答案："}
+CLOZE_DELIMITER = {"en": " ", "zh": ""}
+
+
+@torch.no_grad()
+def score_cloze(model, tokenizer, q: dict, lang: str) -> dict:
+    """Cloze scoring of one question: the log-likelihood of each option's *text* after the bare
+    question (no letters shown), summed over its tokens; the most likely option is the answer.
+
+    The letter format asks a model to know the answer *and* to map it onto "A".."D"; small models
+    often cannot do the second. Cloze asks only the first (lm-evaluation-harness scores ARC and
+    HellaSwag this way). Returns ``pred`` (a letter) and ``logliks`` (one per option)."""
+    device = next(model.parameters()).device
+    prompt = CLOZE_PROMPT[lang].format(question=q["question"].strip())
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    logliks = []
+    for choice in q["choices"]:
+        c_ids = tokenizer(CLOZE_DELIMITER[lang] + choice, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([p_ids + c_ids], device=device)
+        logprobs = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+        targets = ids[0, 1:]
+        token_lp = logprobs.gather(-1, targets[:, None])[:, 0][len(p_ids) - 1:]
+        logliks.append(float(token_lp.sum()))
+    return {"pred": LETTERS[max(range(len(logliks)), key=logliks.__getitem__)], "logliks": logliks}
+
+
+def evaluate_cloze(model, tokenizer, lang: str = "en", *, limit: int | None = None,
+                   question_set: str = "hub", label: str = "") -> dict:
+    """Accuracy by :func:`score_cloze` on the ``lang`` test questions of ``question_set``.
+    Returns ``acc``, ``n``, ``chance`` (0.25), ``set``, ``seconds`` and ``items``."""
+    questions = load_questions(lang, "test", limit=limit, question_set=question_set)
+    start = time.perf_counter()
+    items = [{"id": q["id"], "answer": q["answer"], **score_cloze(model, tokenizer, q, lang)}
+             for q in questions]
+    return {"label": label, "lang": lang, "set": question_set, "scoring": "cloze",
+            "n": len(items), "acc": _acc(items, "pred"), "chance": 0.25,
+            "seconds": round(time.perf_counter() - start, 2), "items": items}
 
 
 def _acc(items: list[dict], key: str) -> float:
@@ -242,6 +298,22 @@ def _acc(items: list[dict], key: str) -> float:
 #: window; the Chinese one, longer in tokens, takes a few, each token seeing >= 256 before it).
 PERPLEXITY_WINDOW = 512
 PERPLEXITY_STRIDE = 256
+
+
+@torch.no_grad()
+def accuracy_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% (``z=1.96``) Wilson confidence interval of an accuracy of ``correct`` / ``n``.
+
+    Where the true accuracy could be, given the questions asked: with 20 questions and 5 right
+    (25%) it is anywhere from about 11% to 47%, so a small set cannot tell a model at chance
+    from a weak one. Wilson's interval stays inside [0, 1] and behaves at 0 or n correct, where
+    the textbook ``p ± z·sqrt(p(1-p)/n)`` collapses to a point."""
+    if n <= 0 or not 0 <= correct <= n:
+        raise ValueError(f"need 0 <= correct <= n and n > 0, got {correct}/{n}")
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @torch.no_grad()
@@ -379,6 +451,55 @@ metadata:
     return folder, name
 
 
+def lm_eval_yi_mmlu_dir(folder: str | Path) -> Path:
+    """Write lm-evaluation-harness tasks for MMLU in the Yi team's prompt (``yi_mmlu``, a group
+    of 57 ``yi_mmlu_<subject>`` tasks on the hub's ``cais/mmlu``): the subject header with Yi's
+    second sentence, the lettered options, ``The correct answer is:``, and ``" A"`` as the scored
+    continuation, as :func:`build_prompt` writes them; the first 5 dev questions are the shots.
+    Run it with ``lm_eval --include_path FOLDER --tasks yi_mmlu --num_fewshot 5 ...``.
+    The subjects are read from the installed lm_eval's own MMLU tasks."""
+    import lm_eval
+
+    default = Path(lm_eval.__file__).parent / "tasks" / "mmlu" / "default"
+    subjects = sorted(re.search(r'"dataset_name": "([^"]+)"', p.read_text()).group(1)
+                      for p in default.glob("mmlu_*.yaml"))
+    if not subjects:
+        raise RuntimeError(f"no MMLU subjects found in {default}: is lm_eval installed whole?")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    options = "\\n".join(f"{letter}. {{{{choices[{i}]}}}}" for i, letter in enumerate(LETTERS))
+    template = f"""dataset_path: cais/mmlu
+test_split: test
+fewshot_split: dev
+fewshot_config:
+  sampler: first_n
+output_type: multiple_choice
+doc_to_text: "{{{{question.strip()}}}}\\n{options}\\n{ANSWER_CUE['en']}"
+doc_to_choice: ["A", "B", "C", "D"]
+doc_to_target: answer
+target_delimiter: {json.dumps(TARGET_DELIMITER)}
+fewshot_delimiter: {json.dumps(SHOT_DELIMITER)}
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+    (folder / "_yi_mmlu_template_yaml").write_text(template, encoding="utf-8")
+    for subject in subjects:
+        description = header(subject, "en") + SHOT_DELIMITER
+        (folder / f"yi_mmlu_{subject}.yaml").write_text(
+            f"include: _yi_mmlu_template_yaml\ntask: yi_mmlu_{subject}\n"
+            f"dataset_name: {subject}\ndescription: {json.dumps(description)}\n",
+            encoding="utf-8")
+    tasks = "\n".join(f"  - yi_mmlu_{s}" for s in subjects)
+    (folder / "_yi_mmlu.yaml").write_text(
+        f"group: yi_mmlu\ntask:\n{tasks}\naggregate_metric_list:\n  - metric: acc\n"
+        "    weight_by_size: true\nmetadata:\n  version: 1.0\n", encoding="utf-8")
+    return folder
+
+
 def lm_eval_mc(pretrained: str | Path, lang: str = "en", *, shots: int = 0,
                limit: int | None = None, dtype: str = "float32", device: str = "cpu",
                batch_size: int = 1) -> dict:
@@ -400,15 +521,22 @@ def lm_eval_mc(pretrained: str | Path, lang: str = "en", *, shots: int = 0,
         quiet = logging.getLogger("lm_eval.evaluator")
         level = quiet.level
         quiet.setLevel(logging.ERROR)
+        # lm_eval, datasets and transformers each draw progress bars on stderr (25 chunks in a
+        # lesson's output for 8 questions): keep them, and show them only if the run fails
+        bars = io.StringIO()
         try:
-            results = lm_eval.simple_evaluate(
-                model="hf", model_args={"pretrained": str(pretrained), "dtype": dtype,
-                                        "device": device},
-                # include_defaults=False: only this task, not an index of lm_eval's ~14,700
-                # built-in ones (6-15 s on this CPU, each call)
-                tasks=[name],
-                task_manager=TaskManager(include_path=str(folder), include_defaults=False),
-                num_fewshot=0, batch_size=batch_size, log_samples=True, verbosity="ERROR")
+            with contextlib.redirect_stderr(bars):
+                results = lm_eval.simple_evaluate(
+                    model="hf", model_args={"pretrained": str(pretrained), "dtype": dtype,
+                                            "device": device},
+                    # include_defaults=False: only this task, not an index of lm_eval's ~14,700
+                    # built-in ones (6-15 s on this CPU, each call)
+                    tasks=[name],
+                    task_manager=TaskManager(include_path=str(folder), include_defaults=False),
+                    num_fewshot=0, batch_size=batch_size, log_samples=True, verbosity="ERROR")
+        except Exception:
+            sys.stderr.write(bars.getvalue()[-4000:])
+            raise
         finally:
             quiet.setLevel(level)
         seconds = time.perf_counter() - start

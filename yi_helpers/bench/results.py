@@ -1,5 +1,21 @@
 """The results of lesson 06 as one JSON record, with a schema a test (and :func:`validate`)
-checks, so a later run, another machine or a GPU can be compared field by field."""
+checks, so a later run, another machine or a GPU can be compared field by field.
+
+Fields (schema version 2):
+
+- ``schema_version``, ``created`` (UTC), ``machine``, ``model``, ``bandwidth_gbs``
+- ``speed``: one record per setting: ``label``, ``dtype``, ``batch_size``, ``prompt_len``,
+  ``new_tokens``, ``repeats``, ``cache`` (``"dynamic"`` or ``"static"``), ``compiled``,
+  ``ttft_s`` / ``prefill_tok_s`` / ``decode_tok_s`` / ``decode_tok_s_total`` as
+  ``{median, min, max}``, ``peak_mb``, ``peak_extra_mb`` (the high-water mark of the process's
+  memory, ``VmHWM`` on Linux, or ``torch.cuda.max_memory_allocated`` on a GPU, above what it held
+  before the run); the dtype / batch records also ``roofline_tok_s`` and ``fraction``
+- ``perplexity``: ``lang``, ``ppl``, ``nll``, ``tokens``, ``windows``, ``window``, ``stride``
+- ``mc``: ``lang``, ``set`` (``"hub"`` or ``"control"``), ``shots``, ``n``, ``acc_ll``,
+  ``acc_gen``, ``unparsed``, ``per_subject``, ``seconds``
+- ``lm_eval``: ``lang``, ``shots``, ``n``, ``acc``, ``prompt``; ``comparison``: one row per
+  model; ``notes``
+"""
 
 from __future__ import annotations
 

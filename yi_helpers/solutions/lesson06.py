@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
-from ..bench.evaluation import LETTERS
+from ..bench.evaluation import LETTERS, accuracy_interval
 from ..models import spec
 
-__all__ = ["wilson_interval", "letter_bias", "decode_bound"]
+__all__ = ["questions_for_margin", "letter_bias", "decode_bound", "QUESTIONS", "ANSWERS"]
 
 
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Exercise 1: the 95 % Wilson confidence interval of an accuracy of ``correct`` / ``n``.
+def questions_for_margin(accuracy: float, margin: float, z: float = 1.96) -> int:
+    """Exercise 1: the fewest questions for which the 95% interval of ``accuracy`` spans at most
+    ``±margin`` (``bench.accuracy_interval``). About 2,300 questions pin 60% down to ±2 points;
+    MMLU's 14,042 give about ±0.8."""
+    if not 0 < margin < 1 or not 0 <= accuracy <= 1:
+        raise ValueError("need 0 < margin < 1 and 0 <= accuracy <= 1")
 
-    With 20 questions, 5 right (25 %) is anywhere from about 11 % to 47 %: small benchmarks
-    cannot tell a model at chance from a weak one."""
-    if n <= 0 or not 0 <= correct <= n:
-        raise ValueError(f"need 0 <= correct <= n and n > 0, got {correct}/{n}")
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    def half_width(n: int) -> float:
+        low, high = accuracy_interval(round(accuracy * n), n, z)
+        return (high - low) / 2
+
+    high = 1
+    while half_width(high) > margin:  # an n large enough
+        high *= 2
+    low = high // 2
+    while high - low > 1:  # then the smallest one, by bisection
+        mid = (low + high) // 2
+        low, high = (low, mid) if half_width(mid) <= margin else (mid, high)
+    return high
 
 
 def letter_bias(items: list[dict], key: str = "pred_ll") -> dict[str, float]:
@@ -48,3 +55,16 @@ def decode_bound(model_id: str, bandwidth_gbs: float, *, weight_bits: int = 16,
     return decode_roofline_tokens_per_s(planned_weight_bytes(model_id, weight_bits),
                                         spec(model_id).kv_bytes_per_token(kv_bits), context_len,
                                         bandwidth_gbs, batch_size=batch_size)
+
+
+#: The questions that open the notebook's "Check your understanding", and their answers.
+QUESTIONS = [
+    'Why is decoding one sequence limited by memory bandwidth rather than by arithmetic?',
+    'On the same model, Chinese perplexity can come out lower than English. Does that mean the model knows Chinese better?',
+    'Why does the lesson report the median with the minimum and maximum of repeated runs instead of one timing?',
+]
+ANSWERS = [
+    'Each new token reads every weight (and the KV cache) once and does only about two operations per weight read: the time per token is close to bytes read / bandwidth, the roofline. Batching reuses each weight read for several sequences.',
+    'No. Perplexity is per token, and the tokenizer cuts Chinese into more, smaller tokens (pieces of characters), many of them nearly certain given the piece before. Compare languages per character or per byte, or compare models on the same language.',
+    'Timings vary from run to run (other processes, caches, clock speeds). The median is robust to one slow run, and the spread shows how much of a difference between two settings is noise.',
+]
