@@ -226,6 +226,16 @@ def test_quantize_refuses_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
 
 
+def test_gptq_options_are_for_gptq_and_never_asymmetric(tmp_path):
+    with pytest.raises(ValueError, match="for method='gptq'"):
+        q.quantize("embedded", "awq", bits=4, group_size=64, out_dir=tmp_path / "a",
+                   gptq_options={"damp_percent": 0.1})
+    with pytest.raises(q.UnsupportedQuantizationError, match="reload broken"):
+        q.quantize("embedded", "gptq", bits=4, group_size=64, out_dir=tmp_path / "b",
+                   gptq_options={"sym": False})
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
 def test_quantize_on_cuda_without_a_gpu_says_what_to_do(tmp_path):
     with pytest.raises(RuntimeError, match="device='cpu'"):

@@ -178,7 +178,8 @@ def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 12
              calibration: Any = None, out_dir: str | os.PathLike, tokenizer: Any = None,
              n_calibration: int = DEFAULT_CALIBRATION_SAMPLES, seed: int = 0,
              before_save: Callable[[Any], Any] | None = None, verbose: bool = False,
-             device: str = "cpu") -> QuantizeResult:
+             device: str = "cpu", gptq_options: Mapping[str, Any] | None = None
+             ) -> QuantizeResult:
     """Quantize a model and save a loadable folder to ``out_dir`` (replaced if it exists).
 
     Args:
@@ -198,11 +199,21 @@ def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 12
             matmuls are slow on CPUs without bf16 instructions) or ``"cuda"`` (GPTQ calibrates
             in bf16 there; AWQ keeps float32, so a 6B model needs about 24 GB of GPU memory for
             its copy). The saved folder is the same format either way.
+        gptq_options: more GPTQModel ``QuantizeConfig`` fields for ``method="gptq"``
+            (``damp_percent``, ``act_group_aware``, ``desc_act``; ``tools/gptq_sweep.py`` compares
+            them). ``sym=False`` is refused: GPTQModel 7.6's asymmetric folders reload broken.
 
     Returns a :class:`QuantizeResult` (folder, seconds, what ``before_save`` returned).
     Reload with ``yi_helpers.load(out_dir)``.
     """
     check_supported(method, bits, group_size)
+    gptq_options = dict(gptq_options or {})
+    if gptq_options and method != "gptq":
+        raise ValueError(f"gptq_options are for method='gptq', not {method!r}")
+    if gptq_options.get("sym") is False:
+        raise UnsupportedQuantizationError(
+            "sym=False: GPTQModel 7.6's asymmetric GPTQ folders reload broken (perplexity in the "
+            "millions); use the symmetric grid, or method='awq' for a zero-point grid.")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device={device!r} but torch sees no CUDA GPU: quantize with "
                            "device='cpu' (slow for a 6B model) or on a GPU machine.")
@@ -234,7 +245,7 @@ def quantize(model_or_path: Any, method: str, *, bits: int, group_size: int = 12
                             seed, device)
             else:
                 seen = _gptqmodel(folder, tokenizer, bits, group_size, texts, out_dir,
-                                  Path(tmp) / "logs", hook_or_none, device)
+                                  Path(tmp) / "logs", hook_or_none, device, gptq_options)
             seconds = time.perf_counter() - start - hook_seconds[0]
         tokenizer.save_pretrained(out_dir)
     return QuantizeResult(out_dir=out_dir, method=method, bits=bits,
@@ -374,7 +385,7 @@ def _awq(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: list[s
 
 def _gptqmodel(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: list[str],
                out_dir: Path, log_dir: Path, before_save: Callable[[Any], Any] | None,
-               device: str = "cpu") -> Any:
+               device: str = "cpu", options: Mapping[str, Any] | None = None) -> Any:
     """GPTQ through GPTQModel, saved to ``out_dir``; returns what ``before_save`` returned."""
     import_gptqmodel()
     from gptqmodel import GPTQModel, QuantizeConfig
@@ -387,8 +398,13 @@ def _gptqmodel(folder: Path, tokenizer: Any, bits: int, group_size: int, texts: 
     # block's inputs, instead of four passes (q/k/v, o, gate/up, down, each after the ones before
     # it are quantized). GPTQ 4-bit, 32 conversations, on the 2-core CPU: 86-106 s instead of
     # 133-152 s, held-out perplexity en 39.32 / zh 22.09 instead of 39.95 / 22.20.
-    config = QuantizeConfig(bits=bits, group_size=group_size, offload_to_disk=False,
-                            true_sequential=False)
+    # desc_act=True: each layer's columns are quantized in order of their activations' size, the
+    # important ones first, with their error pushed onto the rest (GPTQ's "act-order"); on the
+    # embedded model it beat GPTQModel's default (act_group_aware) by 7% in English perplexity
+    # and 10% in Chinese (tools/gptq_sweep.py; table in docs/notes/lesson05-quantization.md).
+    config = QuantizeConfig(**{"bits": bits, "group_size": group_size, "offload_to_disk": False,
+                               "true_sequential": False, "desc_act": True,
+                               "act_group_aware": False, **(options or {})})
     # In float32 on the CPU: most of GPTQ's time goes into the calibration forward passes, and
     # bf16 matmuls are several times slower on CPUs without bf16 instructions (GPTQ 4-bit with
     # 32 calibration conversations: 106 s in float32 here; bf16 took longer with a quarter of
