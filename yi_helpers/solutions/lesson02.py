@@ -6,7 +6,8 @@ from typing import Any, Mapping, Sequence
 
 from ..chat import IM_END, IM_START, render, validate_messages
 
-__all__ = ["template_overhead", "trim_to_budget", "yi15_to_yi", "count_invented_turns"]
+__all__ = ["template_overhead", "trim_to_budget", "yi15_to_yi", "count_invented_turns",
+           "QUESTIONS", "ANSWERS"]
 
 
 def _n_tokens(tokenizer: Any, text: str) -> int:
@@ -62,3 +63,16 @@ def count_invented_turns(tokenizer: Any, generated_ids: Sequence[int]) -> int:
     """Exercise 4: turns a never-stopping generation invented (``<|im_start|>`` tokens)."""
     start = tokenizer.convert_tokens_to_ids(IM_START)
     return sum(1 for i in generated_ids if i == start)
+
+
+#: The questions that open the notebook's "Check your understanding", and their answers.
+QUESTIONS = [
+    'What does `add_generation_prompt=True` add to the prompt, and what does the model do without it?',
+    'Why does a reply "never stop" when `<|im_end|>` is not a stop token?',
+    'Why does each reply of a long conversation cost more than the one before, and what does `Conversation.fit` do about it?',
+]
+ANSWERS = [
+    "It appends `<|im_start|>assistant\\n`, so the next tokens are the assistant's reply. Without it the prompt ends after the user's `<|im_end|>`, and the model has to guess who speaks next: it may start a new user turn or another role.",
+    "The model ends its turn with `<|im_end|>`; if generation only stops at the tokenizer's eos, it continues past the turn (inventing new turns) until the token limit.",
+    'The whole history is rendered and read again for every reply, so the prompt grows with each turn. `fit` drops the oldest user/assistant turns (never the system message) so that the prompt plus the reserved reply fit in the context, and logs what it dropped.',
+]

@@ -6,7 +6,7 @@ import torch
 
 from ..sampling import entropy_bits, transform
 
-__all__ = ["tokens_for_mass", "temperature_for_entropy"]
+__all__ = ["tokens_for_mass", "temperature_for_entropy", "QUESTIONS", "ANSWERS"]
 
 
 def tokens_for_mass(probs: torch.Tensor, mass: float) -> int:
@@ -34,3 +34,16 @@ def temperature_for_entropy(logits: torch.Tensor, target_bits: float, *, low: fl
         mid = (low * high) ** 0.5  # bisect on a log scale
         low, high = (mid, high) if h(mid) < target_bits else (low, mid)
     return (low * high) ** 0.5
+
+
+#: The questions that open the notebook's "Check your understanding", and their answers.
+QUESTIONS = [
+    'What does a temperature below 1 do to the next-token distribution, and one above 1?',
+    'Does `top_p=0.9` keep more tokens when the model is sure of the next token, or when it is unsure?',
+    'Why is greedy decoding repeatable while sampling is repeatable only with a seed?',
+]
+ANSWERS = [
+    'The logits are divided by T before the softmax: T < 1 sharpens the distribution (less entropy, closer to greedy), T > 1 flattens it (more entropy, more unlikely tokens drawn).',
+    'When it is unsure. top-p keeps the smallest set of tokens that holds 90% of the probability: one or two tokens when the model is sure, many when the probability is spread.',
+    'Greedy takes the argmax, which depends only on the logits. Sampling draws from the random number generator: the same seed gives the same draws, another seed other tokens.',
+]

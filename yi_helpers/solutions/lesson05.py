@@ -8,7 +8,7 @@ import torch
 
 from ..quantize import rtn_quantize
 
-__all__ = ["symmetric_rtn", "bits_per_weight", "worst_layer"]
+__all__ = ["symmetric_rtn", "bits_per_weight", "worst_layer", "QUESTIONS", "ANSWERS"]
 
 
 def symmetric_rtn(weight: torch.Tensor, bits: int = 4, group_size: int = 64) -> torch.Tensor:
@@ -48,3 +48,16 @@ def worst_layer(model: Any, bits: int = 4, group_size: int = 64) -> tuple[str, f
     if not worst[0]:
         raise ValueError("no decoder linear layers found")
     return worst
+
+
+#: The questions that open the notebook's "Check your understanding", and their answers.
+QUESTIONS = [
+    '4-bit weights take an eighth of float32, yet the embedded model only shrinks to about 0.42x of its 16-bit size, Yi-6B to about 0.3x. Why the difference?',
+    'Why can GPTQ calibrated on a narrow set of texts do worse than plain rounding on other text?',
+    'What does AWQ protect, and how, without storing anything extra at inference?',
+]
+ANSWERS = [
+    'The embedding and LM head stay in 16 bits, and each group of weights adds a scale and a zero point. In a small model with a 49K-token vocabulary the embedding is a large share of all parameters; in Yi-6B the quantized layers dominate.',
+    "GPTQ uses the calibration inputs to move the rounding error where those inputs do not look. On text whose inputs differ, that compensation points the wrong way, and the error can exceed round-to-nearest's.",
+    'The input channels with large activations: it scales their weights up before rounding (finer steps for them relative to their importance) and folds the inverse scale into the previous norm or linear layer, so the model computes the same function with no extra step.',
+]

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 from ..chat import stop_token_ids
 from ..serve import error_info
 
-__all__ = ["chatml_stop_config", "collect_stream", "safe_chat"]
+__all__ = ["chatml_stop_config", "collect_stream", "safe_chat", "QUESTIONS", "ANSWERS"]
 
 
 def chatml_stop_config(tokenizer: Any, **extra: Any) -> str:
@@ -46,3 +46,16 @@ def safe_chat(client: Any, **request: Any) -> tuple[str | None, dict | None]:
     except openai.APIStatusError as err:
         return None, error_info(err)
     return response.choices[0].message.content, None
+
+
+#: The questions that open the notebook's "Check your understanding", and their answers.
+QUESTIONS = [
+    'Why does a server for Yi-Chat need `<|im_end|>` as a stop token, and which three fixes did the lesson show?',
+    'What happened to latency when 8 clients sent requests at once to one `transformers serve` process, and why?',
+    'A request with `temperature=0.8` came back identical to the greedy one. Why, and when does it sample?',
+]
+ANSWERS = [
+    "Yi-Chat ends its turn with `<|im_end|>` while its tokenizer names another end token, so a server that stops at that one lets replies run on to the token limit. Fixes: list `<|im_end|>` among the eos ids in the model's `generation_config.json`; pass `stop` with the request; or, on vLLM, `stop_token_ids`.",
+    'Requests queued: one inference thread serves one request at a time, so the latency grew about with the number of clients at the same tokens/s. Batching servers (vLLM) decode many requests together instead.',
+    "`transformers serve` turns sampling off for `temperature=0` but never on: the model's generation config decides (`do_sample`). The embedded model's is greedy, so `temperature=0.8` alone changes nothing; a request can carry its own `generation_config` to sample. Yi-6B-Chat's config samples, so there the same request varies.",
+]
