@@ -112,3 +112,26 @@ def test_no_control_characters_in_sources(nb):
     for cell in data["cells"]:
         src = _source(cell)
         assert not re.search(r"[\x00-\x09\x0b-\x1f]", src), f"control character in: {src[:120]!r}"
+
+
+#: A cell whose log line on stderr is the lesson's point (lesson 02: what ``Conversation``
+#: dropped) carries this tag; every other cell's committed output has no stderr at all.
+SHOWS_LOG = "shows-log"
+PROGRESS_CHUNK = re.compile(r"\d+%\|")  # tqdm's "  4%|▍   | 2/48"
+
+
+def test_outputs_hold_no_progress_chunks_warnings_or_stray_logs(nb):
+    """What a reader sees on GitHub: results, not library noise. A long step leaves one finished
+    line (``yi_helpers.system.progress``), never interim progress chunks."""
+    _, data = nb
+    for i, cell in enumerate(_code(data)):
+        tagged = SHOWS_LOG in cell.get("metadata", {}).get("tags", [])
+        for out in cell.get("outputs", []):
+            text = out.get("text", "")
+            if out["output_type"] in ("display_data", "execute_result"):
+                text = out.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            where = f"code cell {i}: {text[:120]!r}"
+            assert not PROGRESS_CHUNK.search(text), f"progress bar chunk in {where}"
+            assert tagged or out.get("name") != "stderr", f"stderr output in {where}"
+            assert tagged or not re.search(r"\bwarn(ing)?\b", text, re.I), f"a warning in {where}"
