@@ -408,6 +408,17 @@ def text_prediction(model, tokenizer, text: str | None = None, *,
     return TextPrediction(float(perplexity_value), len(tokenizer))
 
 
+#: What every lm-eval task here scores: the four option letters, by accuracy of log-likelihood.
+_LM_EVAL_SCORING = f"""doc_to_choice: {json.dumps(list(LETTERS))}
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+
 def lm_eval_task_dir(lang: str, *, limit: int | None = None, folder: str | Path | None = None,
                      name: str | None = None) -> tuple[Path, str]:
     """Write a custom lm-evaluation-harness task for the hub's questions: a YAML file and local
@@ -437,16 +448,9 @@ dataset_kwargs:
 test_split: test
 output_type: multiple_choice
 doc_to_text: "{{{{header}}}}\\n\\n{{% for s in shots[:num_shots|int] %}}{{{{s.text}}}} {{{{s.answer}}}}\\n\\n{{% endfor %}}{{{{text}}}}"
-doc_to_choice: ["A", "B", "C", "D"]
 doc_to_target: label
-target_delimiter: " "
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-"""
+target_delimiter: {json.dumps(TARGET_DELIMITER)}
+{_LM_EVAL_SCORING}"""
     (folder / f"{name}.yaml").write_text(yaml, encoding="utf-8")
     return folder, name
 
@@ -475,17 +479,10 @@ fewshot_config:
   sampler: first_n
 output_type: multiple_choice
 doc_to_text: "{{{{question.strip()}}}}\\n{options}\\n{ANSWER_CUE['en']}"
-doc_to_choice: ["A", "B", "C", "D"]
 doc_to_target: answer
 target_delimiter: {json.dumps(TARGET_DELIMITER)}
 fewshot_delimiter: {json.dumps(SHOT_DELIMITER)}
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-"""
+{_LM_EVAL_SCORING}"""
     (folder / "_yi_mmlu_template_yaml").write_text(template, encoding="utf-8")
     for subject in subjects:
         description = header(subject, "en") + SHOT_DELIMITER
