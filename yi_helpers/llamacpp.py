@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -197,17 +196,6 @@ def ollama_modelfile(gguf_file: str, *, system: str | None = None,
     return "\n".join(lines) + "\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 class LlamaCpp:
     """A GGUF model loaded by llama.cpp (xllamacpp), answering in process and on a loopback port.
 
@@ -224,13 +212,15 @@ class LlamaCpp:
                  threads: int | None = None, port: int | None = None, quiet: bool = True):
         import xllamacpp
 
+        from .serve import PortInUseError, free_port, port_is_free
+
         info = inspect_gguf(path)
         if n_ctx > info.context_length:
             raise GGUFError(f"n_ctx={n_ctx} is longer than the {info.context_length} tokens "
                             f"{info.path.name} was trained for: pass n_ctx <= "
                             f"{info.context_length}")
-        if port is not None and _port_in_use(port):
-            raise OSError(f"port {port} on 127.0.0.1 is in use: pass another port, or port=None "
+        if port is not None and not port_is_free(port):
+            raise PortInUseError(f"port {port} on 127.0.0.1 is in use: pass another port, or port=None "
                           "for a free one")
         self.info, self.path = info, info.path
         params = xllamacpp.CommonParams()
@@ -242,7 +232,7 @@ class LlamaCpp:
         params.n_parallel = 1
         params.warmup = False
         params.hostnames = ["127.0.0.1"]
-        params.port = port or _free_port()
+        params.port = port or free_port()
         if quiet:  # llama.cpp logs every request to stderr: errors only
             params.verbosity = -1
         self.threads, self.port = threads, params.port
