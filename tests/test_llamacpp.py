@@ -122,3 +122,104 @@ def test_ollama_modelfile_has_chatml_and_the_stop():
     filled = "".join(body.replace("{{ .Role }}", m["role"]).replace("{{ .Content }}", m["content"])
                      for m in messages) + template.split("{{ end }}")[1]
     assert filled == render(messages, template="yi", add_generation_prompt=True)
+
+
+def test_planner_gives_the_published_gguf_sizes():
+    from yi_helpers import estimate_memory
+    from yi_helpers.ggml_types import PUBLISHED_GGUF_GB
+    from yi_helpers.models import gguf_file_bytes
+
+    for model, (_source, sizes) in PUBLISHED_GGUF_GB.items():
+        for file_type, gb in sizes.items():
+            assert gguf_file_bytes(model, file_type) / 1e9 == pytest.approx(gb, rel=0.01), (
+                model, file_type)
+    q4 = estimate_memory("01-ai/Yi-34B-Chat", context_len=4096, gguf_type="Q4_K_M")
+    assert q4.weights_gb == pytest.approx(20.66, rel=0.01) and "Q4_K_M" in str(q4)
+    assert q4.total_gb > 16 > estimate_memory("01-ai/Yi-6B-Chat", context_len=4096,
+                                              gguf_type="Q8_0").total_gb
+    with pytest.raises(GGUFError, match="unknown GGUF file type"):
+        gguf_file_bytes("01-ai/Yi-6B-Chat", "Q4_K_X")
+
+
+@pytest.fixture(scope="module")
+def standin_gguf(tmp_path_factory):
+    from yi_helpers.llamacpp import gguf_from_hf
+    from yi_helpers.yi_shape import standin
+
+    folder = tmp_path_factory.mktemp("standin-gguf")
+    return {q: gguf_from_hf(standin("tiny"), folder / f"standin-{q}.gguf", q) for q in ("F32", "Q8_0")}
+
+
+def test_gguf_from_hf_keeps_the_config_and_the_tokenizer(standin_gguf):
+    from yi_helpers.yi_shape import YI_SPECIAL_TOKENS, standin_config
+
+    info = inspect_gguf(standin_gguf["F32"])
+    config = standin_config("tiny")
+    m = info.metadata
+    assert m["llama.attention.head_count_kv"] == config.num_key_value_heads == 1
+    assert m["llama.rope.freq_base"] == 5_000_000
+    assert len(m["tokenizer.ggml.tokens"]) == config.vocab_size == 64_000
+    assert m["tokenizer.ggml.tokens"][:9] == list(YI_SPECIAL_TOKENS)
+    assert info.special_tokens()["bos"] == (1, "<|startoftext|>")
+    assert "<|im_start|>" in info.chat_template
+    assert "output.weight" in {t.name for t in info.tensors}  # untied, as Yi's
+    assert set(inspect_gguf(standin_gguf["Q8_0"]).size_by_type()) == {"Q8_0", "F32"}
+
+
+def test_load_gguf_weights_round_trip_and_wrong_model(standin_gguf):
+    import torch
+
+    from yi_helpers import load
+    from yi_helpers.llamacpp import load_gguf_weights
+    from yi_helpers.yi_shape import standin
+
+    model, _ = load(str(standin("tiny")), device="cpu", dtype="float32")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    load_gguf_weights(model, standin_gguf["F32"])  # q/k permuted on the way out and back
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    load_gguf_weights(model, standin_gguf["Q8_0"])
+    q = model.model.layers[0].self_attn.q_proj.weight
+    ref = before["model.layers.0.self_attn.q_proj.weight"]
+    assert 0 < (q - ref).abs().max() <= ref.abs().max() / 127
+    with pytest.raises(GGUFError, match="another model|does not fit"):
+        load_gguf_weights(model, inspect_gguf().path)  # the embedded model's GGUF
+
+
+@pytest.mark.slow
+def test_a_converted_gguf_gives_the_same_greedy_tokens_in_both_engines(standin_gguf):
+    import torch
+
+    from yi_helpers import load
+    from yi_helpers.bench import measure_generation
+    from yi_helpers.llamacpp import measure_llamacpp
+    from yi_helpers.yi_shape import standin
+
+    model, tok = load(str(standin("tiny")), device="cpu", dtype="float32")
+    ids = tok.apply_chat_template([{"role": "user", "content": "Hello, who are you? 你好"}],
+                                  add_generation_prompt=True, tokenize=True, return_dict=False)
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False,
+                             eos_token_id=None, max_length=None)
+    expected = out[0, len(ids):].tolist()
+    with LlamaCpp(standin_gguf["F32"], n_ctx=256) as llm:
+        assert llm.render([{"role": "user", "content": "hi"}]) == tok.apply_chat_template(
+            [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+        assert llm.greedy_ids(ids, 10) == expected
+        timing = measure_llamacpp(llm, ids, new_tokens=8, repeats=2)
+    assert timing["prompt_len"] == len(ids) and timing["decode_tok_s"]["median"] > 0
+    with LlamaCpp(standin_gguf["Q8_0"], n_ctx=256) as llm:  # 8-bit: the first tokens agree
+        assert llm.greedy_ids(ids, 10)[:4] == expected[:4]
+    record = measure_generation(model, prompt_ids=ids, new_tokens=4, repeats=1, warmup=0)
+    assert record["prompt_len"] == len(ids)
+
+
+def test_gguf_from_hf_clear_errors(tmp_path):
+    from yi_helpers.llamacpp import gguf_from_hf
+
+    with pytest.raises(GGUFError, match="not a local model folder"):
+        gguf_from_hf("01-ai/Yi-6B-Chat", tmp_path / "x.gguf")
+    with pytest.raises(GGUFError, match="writes F32"):
+        gguf_from_hf(safetensors_dir(), tmp_path / "x.gguf", "Q4_K_M")

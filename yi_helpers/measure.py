@@ -18,7 +18,7 @@ from typing import Any
 from .compat import cache_kwarg, output_cache, synchronize
 from .units import GB, MB
 
-__all__ = ["model_bytes", "rss_mb", "peak_rss_mb", "reset_peak_rss", "device_memory_gb",
+__all__ = ["model_bytes", "rss_mb", "peak_rss_mb", "reset_peak_rss", "release_memory", "device_memory_gb",
            "inference_peak_gb"]
 
 
@@ -85,6 +85,22 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the system (glibc's ``malloc_trim``
+    where there is one): without it a freed model's memory stays in the process and the next
+    model's RSS growth looks smaller than it is."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(libc).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows, musl)
+        pass
 
 
 def device_memory_gb(device: str) -> float:

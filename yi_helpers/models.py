@@ -18,7 +18,8 @@ from .units import GB  # the planner reports decimal gigabytes, as GPU vendors d
 __all__ = ["ModelSpec", "EMBEDDED", "REGISTRY", "README_TABLE_MODELS", "README_BATCH_SIZES",
            "known_models", "spec", "spec_from_config", "spec_for", "MemoryEstimate",
            "ACTIVATION_VECTORS_PER_TOKEN", "RUNTIME_RESERVE_GB", "GROUP_METADATA_BYTES",
-           "DEFAULT_CONTEXT_LEN", "planned_weight_bytes", "estimate_memory", "chat_models",
+           "DEFAULT_CONTEXT_LEN", "planned_weight_bytes", "gguf_file_bytes",
+           "estimate_memory", "chat_models",
            "recommend", "readme_comparison", "COMPONENTS", "component_of", "count_parameters"]
 
 
@@ -211,6 +212,7 @@ class MemoryEstimate:
     weights_gb: float
     kv_cache_gb: float
     overhead_gb: float
+    weight_format: str = ""  # a GGUF file type ("Q4_K_M") when the weights are one
 
     @property
     def total_gb(self) -> float:
@@ -219,7 +221,7 @@ class MemoryEstimate:
     def __str__(self) -> str:
         return (f"{self.model}: {self.total_gb:.1f} GB (weights {self.weights_gb:.1f} + KV cache "
                 f"{self.kv_cache_gb:.1f} + overhead {self.overhead_gb:.1f}; batch {self.batch_size},"
-                f" {self.context_len} tokens, {self.weight_bits}-bit weights)")
+                f" {self.context_len} tokens, {self.weight_format or f'{self.weight_bits}-bit'} weights)")
 
 
 #: Activation buffers alive during a forward pass, in hidden-sized fp16 vectors per token.
@@ -249,9 +251,31 @@ def planned_weight_bytes(model: str | ModelSpec, weight_bits: int | None = None)
     return linear * (bits / 8 + GROUP_METADATA_BYTES / group) + other * 2
 
 
+def gguf_file_bytes(model: Any, file_type: str) -> float:
+    """Bytes of a model's GGUF at a llama.cpp file type (``"Q4_K_M"``, ``"Q5_K_M"``,
+    ``"Q8_0"``...), computed from its config (``model``: a registry id or ``ModelSpec``) and the
+    block layouts of ``yi_helpers.ggml_types.bits_per_weight``; metadata (the vocabulary) adds a few MB."""
+    from .ggml_types import GGUF_FILE_TYPES, GGUFError, bits_per_weight, more_bits
+
+    if file_type not in GGUF_FILE_TYPES:
+        raise GGUFError(f"unknown GGUF file type {file_type!r}; known: {', '.join(GGUF_FILE_TYPES)}")
+    s = spec(model)
+    base, more = (bits_per_weight(GGUF_FILE_TYPES[file_type][k]) / 8 for k in ("base", "more"))
+    parts = s.parameter_breakdown()
+    h, kv_dim = s.hidden_size, s.num_kv_heads * s.head_dim
+    per_layer_v, per_layer_down = h * kv_dim, s.intermediate_size * h
+    n_more = sum(more_bits(i, s.num_layers) for i in range(s.num_layers))
+    promoted = n_more * (per_layer_v + per_layer_down) if file_type.endswith("_M") else 0
+    linear = parts["attention"] + parts["mlp"]
+    head = parts["lm_head"] or parts["embedding"]  # a tied model writes one matrix
+    embedding = parts["embedding"] if parts["lm_head"] else 0
+    return ((linear - promoted + embedding) * base + (promoted + head) * more
+            + parts["norms"] * 4)
+
+
 def estimate_memory(model: str | ModelSpec, batch_size: int = 1,
                     context_len: int = DEFAULT_CONTEXT_LEN, weight_bits: int | None = None,
-                    kv_bits: int = 16) -> MemoryEstimate:
+                    kv_bits: int = 16, gguf_type: str | None = None) -> MemoryEstimate:
     """Memory to run ``model`` for inference: weights + KV cache + runtime overhead, in GB.
 
     - weights: every parameter at ``weight_bits`` (default: as published, 16 for bf16 models);
@@ -261,7 +285,10 @@ def estimate_memory(model: str | ModelSpec, batch_size: int = 1,
     - overhead: activation buffers (``ACTIVATION_VECTORS_PER_TOKEN`` hidden vectors per token
       in flight) plus a fixed reserve for the CUDA context and allocator.
 
-    With the defaults it reproduces the Yi README's table within ±10%.
+    With the defaults it reproduces the Yi README's table within ±10%. ``gguf_type`` (a llama.cpp
+    file type: ``"Q4_K_M"``, ``"Q5_K_M"``, ``"Q8_0"``...) takes the weights as that GGUF file's
+    size instead (:func:`gguf_file_bytes`): what llama.cpp, Ollama or LM Studio
+    hold in a laptop's RAM.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -270,13 +297,17 @@ def estimate_memory(model: str | ModelSpec, batch_size: int = 1,
     s = spec(model)
     bits = s.bits if weight_bits is None else weight_bits
     tokens = batch_size * context_len
-    weights = planned_weight_bytes(s, bits)
+    if gguf_type is not None:
+        weights = gguf_file_bytes(s, gguf_type)
+        bits = round(weights * 8 / s.num_parameters())
+    else:
+        weights = planned_weight_bytes(s, bits)
     kv = tokens * s.kv_bytes_per_token(kv_bits)
     activations = tokens * s.hidden_size * 2 * ACTIVATION_VECTORS_PER_TOKEN
     return MemoryEstimate(
         model=s.id, batch_size=batch_size, context_len=context_len, weight_bits=bits,
         weights_gb=weights / GB, kv_cache_gb=kv / GB,
-        overhead_gb=activations / GB + RUNTIME_RESERVE_GB,
+        overhead_gb=activations / GB + RUNTIME_RESERVE_GB, weight_format=gguf_type or "",
     )
 
 

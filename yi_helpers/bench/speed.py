@@ -77,7 +77,7 @@ def _one_generation(model, ids: torch.Tensor, new_tokens: int, *, static_cache: 
 def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
                        new_tokens: int = 16, repeats: int = 3, warmup: int = 1,
                        label: str = "", seed: int = 0, static_cache: bool = False,
-                       decode_forward=None) -> dict:
+                       decode_forward=None, prompt_ids=None) -> dict:
     """Time greedy generation: prefill (time to first token) and decode, with the KV cache.
 
     One forward pass over the prompt gives the first token (TTFT); each further token is one
@@ -90,12 +90,17 @@ def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
     ``static_cache=True`` preallocates the KV cache for ``prompt_len + new_tokens`` tokens
     instead of growing it; ``decode_forward`` replaces ``model`` for the decode steps (a
     compiled forward: see :func:`compile_decode`). Both are written into the record
-    (``cache``, ``compiled``).
+    (``cache``, ``compiled``). ``prompt_ids`` (a list of token ids) times a real prompt instead
+    of ``prompt_len`` random ids: the same ids another engine gets (``batch_size`` copies).
     """
     if new_tokens < 2:
         raise ValueError("new_tokens must be >= 2 (one prefill token, then decode steps)")
     device = next(model.parameters()).device
-    ids = random_prompt(model, batch_size, prompt_len, seed)
+    if prompt_ids is not None:
+        ids = torch.tensor([list(prompt_ids)] * batch_size, device=device)
+        prompt_len = ids.shape[1]
+    else:
+        ids = random_prompt(model, batch_size, prompt_len, seed)
     how = dict(static_cache=static_cache, cache_len=prompt_len + new_tokens,
                decode_forward=decode_forward)
     for _ in range(warmup):
