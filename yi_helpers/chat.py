@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["IM_START", "IM_END", "ROLES", "YI_CHAT_TEMPLATE", "YI15_CHAT_TEMPLATE", "TEMPLATES",
+__all__ = ["fit_window", "IM_START", "IM_END", "ROLES", "YI_CHAT_TEMPLATE", "YI15_CHAT_TEMPLATE", "TEMPLATES",
            "validate_messages", "render", "stop_token_ids", "ensure_pad_token", "default_template",
            "SAMPLING_KNOBS", "greedy_overrides", "cut_at_stop", "chat", "chat_batch",
            "Conversation", "TokenView"]
@@ -192,21 +192,54 @@ def _encode(tokenizer: Any, prompt: str, device: Any):
     return tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(device)
 
 
+def fit_window(model: Any, inputs: Any, max_new_tokens: int, *, truncate: bool = False
+               ) -> tuple[Any, int]:
+    """Keep a prompt inside the model's window (``long_context.context_window``): a prompt that
+    leaves no room for a reply raises ``ContextTooLongError`` (or, with ``truncate=True``, loses
+    its oldest tokens, logged); a reply that would run past the window gets fewer new tokens
+    (logged). Returns the inputs and ``max_new_tokens`` to use."""
+    from .long_context import ContextTooLongError, context_window
+
+    window = context_window(model.config)
+    n = inputs["input_ids"].shape[1]
+    if n >= window:
+        if not truncate:
+            raise ContextTooLongError(
+                f"the prompt is {n} tokens and the model's window {window}: no room for a reply."
+                f" Shorten it; keep a Conversation(tokenizer, max_context={window}), which drops "
+                "the oldest turns; pass truncate=True to keep only the last tokens; or load the "
+                "model with a RoPE scaling option for a longer window "
+                "(yi_helpers.long_context.with_rope_scaling, lesson 09)")
+        keep = max(1, window - max_new_tokens)
+        logger.warning("truncate=True: dropped the first %d of %d prompt tokens to fit the "
+                       "%d-token window", n - keep, n, window)
+        inputs = {k: v[:, -keep:] for k, v in inputs.items()}
+        n = keep
+    if n + max_new_tokens > window:
+        logger.warning("max_new_tokens=%d would run past the %d-token window: %d new tokens",
+                       max_new_tokens, window, window - n)
+        max_new_tokens = window - n
+    return inputs, max_new_tokens
+
+
 def chat(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, str]], *,
          max_new_tokens: int = 256, stream: bool = False, template: Any = None,
-         **sampling: Any) -> str | Iterator[str]:
+         truncate: bool = False, **sampling: Any) -> str | Iterator[str]:
     """The assistant's reply to ``messages``.
 
     Stops at ``<|im_end|>`` and at the eos ids, and never returns special tokens. Greedy
     (deterministic) unless a sampling argument is given (``temperature=0.6, top_p=0.8``...).
     With ``stream=True`` it returns an iterator of text pieces as they are generated.
 
-    ``template`` defaults to the tokenizer's own template (``"yi"`` when it has none).
+    ``template`` defaults to the tokenizer's own template (``"yi"`` when it has none). A prompt
+    longer than the model's window raises ``ContextTooLongError`` before any work is done
+    (``truncate=True``: its oldest tokens are dropped instead, and that is logged).
     """
     if template is None:
         template = default_template(tokenizer)
     prompt = render(messages, add_generation_prompt=True, template=template)
     inputs = _encode(tokenizer, prompt, model.device)
+    inputs, max_new_tokens = fit_window(model, inputs, max_new_tokens, truncate=truncate)
     kwargs = _generation_kwargs(tokenizer, model, max_new_tokens, sampling)
     if stream:
         return _stream(model, tokenizer, inputs, kwargs)

@@ -18,7 +18,7 @@ from typing import Any
 from .compat import cache_kwarg, output_cache, synchronize
 from .units import GB, MB
 
-__all__ = ["model_bytes", "rss_mb", "peak_rss_mb", "reset_peak_rss", "release_memory", "device_memory_gb",
+__all__ = ["model_bytes", "rss_mb", "peak_rss_mb", "reset_peak_rss", "release_memory", "TensorBytes", "device_memory_gb",
            "inference_peak_gb"]
 
 
@@ -88,19 +88,83 @@ def reset_peak_rss() -> bool:
 
 
 def release_memory() -> None:
-    """Collect garbage and hand freed heap memory back to the system (glibc's ``malloc_trim``
-    where there is one): without it a freed model's memory stays in the process and the next
-    model's RSS growth looks smaller than it is."""
+    """Collect garbage and hand freed heap memory back to the system, so that RSS growth
+    measures what the next step allocates. On glibc it also fixes the mmap threshold at 128 KiB:
+    glibc raises it after large frees, later large buffers then land in the heap where freed
+    memory lingers, and the growth measured would depend on what ran before. Without glibc
+    (macOS, Windows, musl) only the garbage is collected."""
     import ctypes
     import ctypes.util
     import gc
 
     gc.collect()
-    libc = ctypes.util.find_library("c")
     try:
-        ctypes.CDLL(libc).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows, musl)
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: fixed, never raised again
+        libc.malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
         pass
+
+
+class TensorBytes:
+    """Count the bytes of the tensors PyTorch creates inside a ``with`` block, and their peak:
+    on a CPU what ``torch.cuda.max_memory_allocated`` measures on a GPU (tensor storage only,
+    exact; RSS adds the allocator's own slack and depends on what ran before).
+
+    >>> with torch.no_grad(), TensorBytes(model) as counted:
+    ...     model(ids)
+    >>> counted.peak  # bytes
+
+    Storages that existed before (the model's parameters and buffers, ``known`` tensors) are not
+    counted when an operation returns a view of them.
+    """
+
+    def __init__(self, model: Any = None, known: Any = ()) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        tensors = list(known)
+        if model is not None:
+            tensors += list(model.parameters()) + list(model.buffers())
+        counter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                counter._count(out)
+                return out
+
+        self._mode = _Mode()
+        self._known = {t.untyped_storage().data_ptr() for t in tensors}
+        self._live: dict[int, int] = {}
+        self.now = self.peak = 0
+
+    def _count(self, out: Any) -> None:
+        import weakref
+
+        import torch
+        from torch.utils._pytree import tree_leaves
+
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+                continue
+            storage = t.untyped_storage()
+            ptr = storage.data_ptr()
+            if ptr == 0 or ptr in self._known or ptr in self._live:
+                continue
+            self._live[ptr] = storage.nbytes()
+            self.now += self._live[ptr]
+            self.peak = max(self.peak, self.now)
+            weakref.finalize(storage, self._free, ptr)
+
+    def _free(self, ptr: int) -> None:
+        self.now -= self._live.pop(ptr, 0)
+
+    def __enter__(self) -> "TensorBytes":
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._mode.__exit__(*exc)
 
 
 def device_memory_gb(device: str) -> float:

@@ -17,7 +17,7 @@ from .units import GB  # the planner reports decimal gigabytes, as GPU vendors d
 
 __all__ = ["ModelSpec", "EMBEDDED", "REGISTRY", "README_TABLE_MODELS", "README_BATCH_SIZES",
            "known_models", "spec", "spec_from_config", "spec_for", "MemoryEstimate",
-           "ACTIVATION_VECTORS_PER_TOKEN", "RUNTIME_RESERVE_GB", "GROUP_METADATA_BYTES",
+           "ACTIVATION_VECTORS_PER_TOKEN", "PREFILL_VECTORS_PER_TOKEN", "RUNTIME_RESERVE_GB", "GROUP_METADATA_BYTES",
            "DEFAULT_CONTEXT_LEN", "planned_weight_bytes", "gguf_file_bytes",
            "estimate_memory", "chat_models",
            "recommend", "readme_comparison", "COMPONENTS", "component_of", "count_parameters"]
@@ -212,7 +212,16 @@ class MemoryEstimate:
     weights_gb: float
     kv_cache_gb: float
     overhead_gb: float
-    weight_format: str = ""  # a GGUF file type ("Q4_K_M") when the weights are one
+    weight_format: str = ""
+    prefill_activations_gb: float = 0.0
+
+    @property
+    def prefill_gb(self) -> float:
+        """What one prefill of ``batch_size × context_len`` tokens in one piece adds to the
+        loaded weights: the KV cache and the activations at their peak
+        (``PREFILL_VECTORS_PER_TOKEN``; no full-vocabulary logits: transformers'
+        ``logits_to_keep=1``, as ``generate`` does). Chunked prefill adds less."""
+        return self.kv_cache_gb + self.prefill_activations_gb  # a GGUF file type ("Q4_K_M") when the weights are one
 
     @property
     def total_gb(self) -> float:
@@ -224,8 +233,14 @@ class MemoryEstimate:
                 f" {self.context_len} tokens, {self.weight_format or f'{self.weight_bits}-bit'} weights)")
 
 
-#: Activation buffers alive during a forward pass, in hidden-sized fp16 vectors per token.
+#: Activation buffers alive during a forward pass, in hidden-sized fp16 vectors per token (a
+#: serving engine's steady state, calibrated on the Yi README's table).
 ACTIVATION_VECTORS_PER_TOKEN = 4
+#: One eager forward over a whole prompt (a prefill in one piece) peaks in an MLP: per token,
+#: two hidden-sized vectors (the residual stream, the normed input) and four intermediate-sized
+#: ones (gate, up, activated gate, their product) alive at once. Held to a measured prefill by
+#: the tests (lesson 09); feeding the prompt in chunks lowers it.
+PREFILL_VECTORS_PER_TOKEN = {"hidden": 2, "intermediate": 4}
 #: The CUDA context and the allocator's reserve, GB.
 RUNTIME_RESERVE_GB = 0.25
 #: Quantized formats store one fp16 scale and one packed zero point per group (≈ 2.5 bytes).
@@ -275,7 +290,8 @@ def gguf_file_bytes(model: Any, file_type: str) -> float:
 
 def estimate_memory(model: str | ModelSpec, batch_size: int = 1,
                     context_len: int = DEFAULT_CONTEXT_LEN, weight_bits: int | None = None,
-                    kv_bits: int = 16, gguf_type: str | None = None) -> MemoryEstimate:
+                    kv_bits: int = 16, gguf_type: str | None = None,
+                    activation_bits: int = 16) -> MemoryEstimate:
     """Memory to run ``model`` for inference: weights + KV cache + runtime overhead, in GB.
 
     - weights: every parameter at ``weight_bits`` (default: as published, 16 for bf16 models);
@@ -284,6 +300,8 @@ def estimate_memory(model: str | ModelSpec, batch_size: int = 1,
       values of ``kv_bits`` (GQA: KV heads, not attention heads).
     - overhead: activation buffers (``ACTIVATION_VECTORS_PER_TOKEN`` hidden vectors per token
       in flight) plus a fixed reserve for the CUDA context and allocator.
+    - ``prefill_gb``: what one prefill of all the tokens in one piece adds (KV cache and peak
+      activations at ``activation_bits``: 32 for a float32 run), held to a measurement.
 
     With the defaults it reproduces the Yi README's table within ±10%. ``gguf_type`` (a llama.cpp
     file type: ``"Q4_K_M"``, ``"Q5_K_M"``, ``"Q8_0"``...) takes the weights as that GGUF file's
@@ -304,10 +322,14 @@ def estimate_memory(model: str | ModelSpec, batch_size: int = 1,
         weights = planned_weight_bytes(s, bits)
     kv = tokens * s.kv_bytes_per_token(kv_bits)
     activations = tokens * s.hidden_size * 2 * ACTIVATION_VECTORS_PER_TOKEN
+    peak = tokens * (PREFILL_VECTORS_PER_TOKEN["hidden"] * s.hidden_size
+                     + PREFILL_VECTORS_PER_TOKEN["intermediate"] * s.intermediate_size)
+    prefill_activations = peak * activation_bits / 8
     return MemoryEstimate(
         model=s.id, batch_size=batch_size, context_len=context_len, weight_bits=bits,
         weights_gb=weights / GB, kv_cache_gb=kv / GB,
         overhead_gb=activations / GB + RUNTIME_RESERVE_GB, weight_format=gguf_type or "",
+        prefill_activations_gb=prefill_activations / GB,
     )
 
 

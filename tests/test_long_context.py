@@ -1,0 +1,155 @@
+"""yi_helpers.long_context: KV maths, the haystack and its scorer, the window check."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from yi_helpers.long_context import (NEEDLES, ContextTooLongError, build_haystack, cache_bytes,
+                                     check_fits, context_window, kv_cache_bytes, loss_by_position,
+                                     max_batch, measure_prefill, needle_found, rope_inv_freq,
+                                     with_rope_scaling)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from transformers import LlamaConfig
+
+    from yi_helpers.yi_shape import random_model
+
+    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256)
+    return random_model(config, dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    from yi_helpers import load
+
+    return load("embedded", device="cpu", dtype="float32")
+
+
+def test_kv_bytes_equal_the_formula_and_the_published_numbers(tiny):
+    # Yi's published KV cache per token (fp16): 64 KiB for 6B, 240 KiB for 34B (GQA, 4 / 8 KV heads)
+    assert kv_cache_bytes("01-ai/Yi-6B-200K", 1) == 64 * 1024
+    assert kv_cache_bytes("01-ai/Yi-34B-200K", 1) == 240 * 1024
+    assert kv_cache_bytes("01-ai/Yi-6B-200K", 1, gqa=False) == 8 * 64 * 1024  # 32 / 4 heads
+    assert kv_cache_bytes("01-ai/Yi-6B", 100, batch_size=3, kv_bits=8) == 300 * 32 * 1024
+    with torch.no_grad():
+        out = tiny(torch.arange(10)[None], use_cache=True)
+    from yi_helpers.compat import output_cache
+
+    measured = cache_bytes(output_cache(out))
+    assert measured == kv_cache_bytes(tiny, 10, kv_bits=32) == 2 * 2 * 2 * 16 * 4 * 10
+
+
+def test_context_window_and_clear_errors(tiny):
+    assert context_window(tiny.config) == 256
+    scaled = with_rope_scaling(tiny.config, "dynamic", 4)
+    assert context_window(scaled) == 1024 and tiny.config.max_position_embeddings == 256
+    check_fits(tiny.config, 256)
+    with pytest.raises(ContextTooLongError, match="rope_scaling|RoPE scaling"):
+        check_fits(tiny.config, 257)
+    with pytest.raises(ContextTooLongError):
+        measure_prefill(tiny, torch.arange(300)[None])
+    with pytest.raises(ValueError, match="linear, dynamic or yarn"):
+        with_rope_scaling(tiny.config, "ntk", 2)
+
+
+def test_haystack_has_the_length_and_the_needle_at_its_depth(embedded):
+    _, tok = embedded
+    needle_ids = tok(" " + NEEDLES["en"][0], add_special_tokens=False)["input_ids"]
+    for n in (300, 1000, 2500):  # 2500: longer than the filler text, which repeats
+        for depth in (0.0, 0.25, 0.5, 0.9, 1.0):
+            hay = build_haystack(tok, n, depth)
+            assert abs(hay.n_tokens - n) <= 1
+            assert hay.ids[hay.needle_start:hay.needle_start + hay.needle_len] == needle_ids
+            assert abs(hay.depth - depth) <= 40 / n  # the nearest sentence boundary
+    zh = build_haystack(tok, 600, 0.5, lang="zh")
+    assert zh.n_tokens == 600 and "4817" in tok.decode(zh.ids)
+    with pytest.raises(ValueError, match=r"depth must be in \[0, 1\]"):
+        build_haystack(tok, 500, 1.5)
+    with pytest.raises(ValueError, match="does not fit"):
+        build_haystack(tok, 5, 0.5)
+
+
+def test_needle_scorer_takes_either_language_and_rejects_near_misses():
+    for reply in ("The secret code is 4817.", "秘密代码是4817。", "代码是四八一七", "4817"):
+        assert needle_found(reply), reply
+    for reply in ("The secret code is 4871.", "48170", "481", "code: 14817", "I do not know."):
+        assert not needle_found(reply), reply
+
+
+def test_prefill_memory_is_within_15_percent_of_the_planner(embedded):
+    from yi_helpers import estimate_memory
+    from yi_helpers.long_context import filler_ids
+    from yi_helpers.models import spec_from_config
+
+    model, tok = embedded
+    ids = torch.tensor([filler_ids(tok, 1024)])
+    for n in (16, 512, 1024):
+        record = measure_prefill(model, ids[:, :n], decode_steps=1)
+        planned = estimate_memory(spec_from_config(model.config), 1, n, kv_bits=32,
+                                  activation_bits=32)
+        assert record["cache_mb"] * 1e6 == pytest.approx(planned.kv_cache_gb * 1e9)
+        assert record["added_mb"] / (planned.prefill_gb * 1e3) == pytest.approx(1, abs=0.15), n
+    chunked = measure_prefill(model, ids, chunk=256, decode_steps=1)
+    assert chunked["cache_mb"] == record["cache_mb"] and chunked["added_mb"] < record["added_mb"]
+
+
+def test_tensor_bytes_counts_new_tensors_not_views_of_weights():
+    from yi_helpers.measure import TensorBytes
+
+    layer = torch.nn.Linear(256, 256)
+    x = torch.zeros(8, 256)
+    with torch.no_grad(), TensorBytes(layer, known=[x]) as counted:
+        y = layer(x)  # 8 x 256 float32 out
+        del y
+        z = layer.weight.t()  # a view of a weight: nothing new
+    assert counted.peak == 8 * 256 * 4 and counted.now == 0 and z.shape == (256, 256)
+
+
+def test_rope_scaling_through_transformers(tiny):
+    base = rope_inv_freq(tiny.config)
+    assert torch.allclose(rope_inv_freq(with_rope_scaling(tiny.config, "linear", 2)), base / 2)
+    dynamic = with_rope_scaling(tiny.config, "dynamic", 2)
+    assert torch.allclose(rope_inv_freq(dynamic, seq_len=128), base)  # inside the window: as is
+    assert (rope_inv_freq(dynamic, seq_len=1024)[1:] < base[1:]).all()  # past it: a larger base
+
+
+def test_loss_by_position_covers_every_token(tiny):
+    buckets = loss_by_position(tiny, list(range(3, 203)), bucket=64)
+    assert [(b["start"], b["end"]) for b in buckets] == [(1, 64), (65, 128), (129, 192),
+                                                         (193, 199)]
+    assert all(b["loss"] > 0 for b in buckets)
+
+
+def test_max_batch_from_the_planner():
+    from yi_helpers import estimate_memory
+
+    batch = max_batch("01-ai/Yi-6B-200K", 32_768, 80)
+    assert batch >= 1
+    assert estimate_memory("01-ai/Yi-6B-200K", batch, 32_768).total_gb <= 80
+    assert estimate_memory("01-ai/Yi-6B-200K", batch + 1, 32_768).total_gb > 80
+    assert max_batch("01-ai/Yi-34B-200K", 131_072, 40) == 0
+
+
+def test_chat_refuses_a_prompt_longer_than_the_window_at_once(caplog):
+    import time
+
+    from yi_helpers import load
+    from yi_helpers.chat import chat
+    from yi_helpers.yi_shape import standin
+
+    model, tok = load(str(standin("tiny")), device="cpu", dtype="float32")  # a 4,096-token window
+    long_message = [{"role": "user", "content": "hello world " * 3000}]
+    start = time.perf_counter()
+    with pytest.raises(ContextTooLongError, match=r"Conversation\(tokenizer, max_context=4096\)"):
+        chat(model, tok, long_message, max_new_tokens=4)
+    assert time.perf_counter() - start < 5  # refused before any generation
+    with caplog.at_level(logging.WARNING, logger="yi_helpers.chat"):
+        reply = chat(model, tok, long_message, max_new_tokens=4, truncate=True)
+    assert isinstance(reply, str) and "dropped the first" in caplog.text
