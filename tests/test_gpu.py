@@ -71,6 +71,21 @@ def test_run_yi_on_a_tiny_model(monkeypatch):
     assert any(n.startswith("measured copy bandwidth") for n in report.notes)
 
 
+def test_run_long_context_on_a_tiny_model():
+    import gpu_check
+
+    report = GpuReport(device="cpu", torch_version=torch.__version__, started="now")
+    gpu_check.run_long_context(report, [256, 128], model_id="tiny", config=tiny_yi_config(),
+                               device="cpu")
+    assert [r["tokens"] for r in report.long_context] == [128, 256]
+    first, second = report.long_context
+    assert second["cache_gb"] == pytest.approx(2 * first["cache_gb"])
+    for r in report.long_context:  # bf16 prefill, counted tensor bytes vs the planner
+        assert r["added_gb"] / r["planned_gb"] == pytest.approx(1, abs=0.15)
+        assert r["prefill_tok_s"] > 0 and r["decode_ms_per_token"] > 0
+    assert "## Long context" in report.to_markdown()
+
+
 def test_run_yi_4bit_row_on_a_tiny_model():
     """The runner's 4-bit part (save the random weights, reload them through bitsandbytes as
     NF4, measure) runs here too: bitsandbytes has a CPU backend, so a GPU session finds no typo."""

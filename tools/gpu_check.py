@@ -255,6 +255,41 @@ def run_yi(report, batches: list[int], context: int, skip_4bit: bool, *,
     print("4-bit: done", flush=True)
 
 
+def run_long_context(report, lengths: list[int], *, model_id: str = "01-ai/Yi-6B-200K",
+                     config=None, device: str = "cuda") -> None:
+    """A random Yi-200K-shaped model in bf16 prefilled at each length (SDPA, ``logits_to_keep=1``):
+    the memory the prefill added against the planner's ``prefill_gb``, prefill tokens/s and the
+    time per decoded token at that context (``yi_helpers.long_context.measure_prefill``).
+    A length that runs out of memory is recorded as skipped; the longer ones are not tried."""
+    import torch
+
+    from yi_helpers.long_context import measure_prefill
+    from yi_helpers.models import estimate_memory, spec, spec_from_config
+    from yi_helpers.units import GB, MB
+    from yi_helpers.yi_shape import random_model, yi_config
+
+    s = spec(model_id) if config is None else spec_from_config(config, id=model_id, kind="base")
+    config = yi_config(s) if config is None else config
+    model = random_model(config, dtype=torch.bfloat16, device=device)
+    for n in sorted(lengths):
+        ids = torch.randint(3, config.vocab_size, (1, n), generator=torch.Generator().manual_seed(0))
+        try:
+            r = measure_prefill(model, ids, decode_steps=4)
+        except torch.OutOfMemoryError:
+            report.skipped.append(f"long context at {n:,} tokens: out of GPU memory")
+            break
+        finally:
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+        planned = estimate_memory(s, 1, n).prefill_gb
+        report.long_context.append({
+            "model": s.id, "tokens": n, "cache_gb": r["cache_mb"] * MB / GB,
+            "added_gb": r["added_mb"] * MB / GB, "planned_gb": planned,
+            "prefill_tok_s": r["prefill_tok_s"], "decode_ms_per_token": 1000 * r["decode_s_per_token"]})
+        print(f"long context {n}: done", flush=True)
+    del model
+
+
 DRY_RUN_DEVICE = "CPU dry run (tiny Yi-shaped model): checks the runner, measures no GPU"
 
 
@@ -277,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
                              "shapes and conventions; the tiny one with --dry-run) instead of "
                              "the embedded model: seconds and GPU memory at Yi-6B scale")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 32])
+    parser.add_argument("--long-context", type=int, nargs="+", metavar="TOKENS",
+                        default=[16384, 32768, 65536, 131072],
+                        help="prompt lengths of the Yi-6B-200K-shaped prefill rows")
+    parser.add_argument("--skip-long-context", action="store_true")
     parser.add_argument("--context", type=int, default=4096)
     parser.add_argument("--quick", action="store_true",
                         help="skip the slow parts: 4-bit, batch sizes above 4, lesson 05")
@@ -353,6 +392,13 @@ def main(argv: list[str] | None = None) -> int:
         run_yi(report, args.batches, args.context, args.skip_4bit,
                compile_with=None if args.skip_compile else {"backend": "inductor",
                                                              "mode": "reduce-overhead"})
+    if args.skip_long_context:
+        report.skipped.append("long context: --skip-long-context")
+    elif args.dry_run:
+        run_long_context(report, [256, 512], model_id="tiny-Yi-6B-200K-shaped",
+                         config=tiny_yi_config(), device="cpu")
+    else:
+        run_long_context(report, args.long_context)
     json_path, md_path = report.write(args.out)
     print(report.to_markdown())
     print(f"written: {json_path}, {md_path}")

@@ -66,6 +66,7 @@ class GpuReport:
     notebook_parameters: dict = field(default_factory=dict)  # what every notebook ran with
     memory: list[dict] = field(default_factory=list)  # MemoryRecord fields + estimate_error
     decode: list[dict] = field(default_factory=list)  # model, dtype, tokens/s, roofline, fraction
+    long_context: list[dict] = field(default_factory=list)  # model, tokens, prefill GB vs plan
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     schema_version: int = 1
@@ -107,6 +108,15 @@ class GpuReport:
                           "another context hold another KV cache than the README's cells: judge "
                           "them against the estimate, and the README mainly at small batches, "
                           "where the weights dominate.", ""]
+        if self.long_context:
+            lines += ["## Long context: one prefill (bf16, SDPA, `logits_to_keep=1`)", "",
+                      "| model | tokens | KV cache GB | added GB | planned GB | error | "
+                      "prefill tokens/s | decode ms/token |", "|---|---|---|---|---|---|---|---|"]
+            lines += [f"| {r['model']} | {r['tokens']:,} | {r['cache_gb']:.2f} | "
+                      f"{r['added_gb']:.2f} | {r['planned_gb']:.2f} | "
+                      f"{r['added_gb'] / r['planned_gb'] - 1:+.0%} | {r['prefill_tok_s']:,.0f} | "
+                      f"{r['decode_ms_per_token']:.1f} |" for r in self.long_context]
+            lines.append("")
         if self.decode:
             lines += ["## Decode speed vs the memory-bandwidth roofline", "",
                       "| model | weights | decode path | batch | tokens/s (median, min–max) | "
