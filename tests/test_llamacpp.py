@@ -223,3 +223,13 @@ def test_gguf_from_hf_clear_errors(tmp_path):
         gguf_from_hf("01-ai/Yi-6B-Chat", tmp_path / "x.gguf")
     with pytest.raises(GGUFError, match="writes F32"):
         gguf_from_hf(safetensors_dir(), tmp_path / "x.gguf", "Q4_K_M")
+
+
+def test_raw_tensor_gives_the_stored_blocks(embedded_info):
+    from yi_helpers.llamacpp import raw_tensor
+
+    qtype, data = raw_tensor(embedded_info.path, "token_embd.weight")
+    tensor = next(t for t in embedded_info.tensors if t.name == "token_embd.weight")
+    assert qtype == tensor.qtype == "Q8_0" and data.nbytes == tensor.n_bytes
+    with pytest.raises(GGUFError, match="no tensor"):
+        raw_tensor(embedded_info.path, "blk.99.attn_q.weight")

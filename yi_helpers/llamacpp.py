@@ -369,10 +369,7 @@ def measure_llamacpp(llm: "LlamaCpp", prompt_ids: Sequence[int], *, new_tokens: 
     ``prefill_tok_s``, ``decode_tok_s``) from llama.cpp's own timings. The prompt cache is off
     (every run prefills the whole prompt) and the end of turn is ignored (every run decodes
     ``new_tokens``), as in the transformers measurement."""
-    import statistics
-
-    def stats(values: list[float]) -> dict[str, float]:
-        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    from .bench.speed import median_min_max as stats  # as the transformers timings report
 
     ids = [int(i) for i in prompt_ids]
     for _ in range(warmup):

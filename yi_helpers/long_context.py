@@ -71,8 +71,8 @@ def kv_cache_bytes(model: Any, tokens: int, *, batch_size: int = 1, kv_bits: int
     (``model``: a registry id, a ``ModelSpec``, a config or a loaded model). ``gqa=False``: as if
     every query head had its own K and V (no grouped-query attention)."""
     s = _spec(model)
-    heads = s.num_kv_heads if gqa else s.num_heads
-    return 2 * s.num_layers * heads * s.head_dim * kv_bits // 8 * tokens * batch_size
+    per_token = s.kv_bytes_per_token(kv_bits) * (1 if gqa else s.num_heads // s.num_kv_heads)
+    return per_token * tokens * batch_size
 
 
 def cache_bytes(cache: Any) -> int:

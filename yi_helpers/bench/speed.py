@@ -20,11 +20,13 @@ from ..compat import cache_kwarg, output_cache, synchronize
 from ..measure import peak_rss_mb, reset_peak_rss, rss_mb
 from ..units import GB, MB
 
-__all__ = ["measure_generation", "decode_tokens_per_s", "compile_decode", "break_even_tokens",
+__all__ = ["median_min_max", "measure_generation", "decode_tokens_per_s", "compile_decode",
+           "break_even_tokens",
            "dtype_speedup", "greedy_tokens", "kv_bytes_per_token", "measure_bandwidth_gbs",
            "decode_roofline_tokens_per_s", "roofline", "random_prompt"]
 
-def _stats(values: list[float]) -> dict[str, float]:
+def median_min_max(values: list[float]) -> dict[str, float]:
+    """How the hub reports repeated timings: median, min and max."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
@@ -123,10 +125,10 @@ def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
     return {"label": label, "dtype": dtype, "device": device.type, "batch_size": batch_size,
             "prompt_len": prompt_len, "new_tokens": new_tokens, "repeats": repeats,
             "cache": "static" if static_cache else "dynamic", "compiled": decode_forward is not None,
-            "ttft_s": _stats(prefill),
-            "prefill_tok_s": _stats([batch_size * prompt_len / t for t in prefill]),
-            "decode_tok_s": _stats([steps / t for t in decode]),
-            "decode_tok_s_total": _stats([batch_size * steps / t for t in decode]),
+            "ttft_s": median_min_max(prefill),
+            "prefill_tok_s": median_min_max([batch_size * prompt_len / t for t in prefill]),
+            "decode_tok_s": median_min_max([steps / t for t in decode]),
+            "decode_tok_s_total": median_min_max([batch_size * steps / t for t in decode]),
             "peak_mb": round(peak, 1), "peak_extra_mb": round(peak - before, 1)}
 
 
