@@ -23,7 +23,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 __all__ = ["fit_window", "IM_START", "IM_END", "ROLES", "YI_CHAT_TEMPLATE", "YI15_CHAT_TEMPLATE", "TEMPLATES",
            "validate_messages", "render", "stop_token_ids", "ensure_pad_token", "default_template",
            "SAMPLING_KNOBS", "greedy_overrides", "cut_at_stop", "chat", "chat_batch",
-           "Conversation", "TokenView"]
+           "Conversation", "ReplyStream", "TokenView"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ YI_CHAT_TEMPLATE = (
 #: The Yi-1.5 chat models' template: the system message is emitted raw (no
 #: ``<|im_start|>system`` wrapper), and the assistant header follows every user turn whatever
 #: ``add_generation_prompt`` says. The text, byte for byte, that three inference projects carry
-#: for 01-ai/Yi-1.5-*-Chat: Xinference's model registry (``llm_family.json``, entry
+#: for ``01-ai/Yi-1.5-*-Chat``: Xinference's model registry (``llm_family.json``, entry
 #: "Yi-1.5-chat", which pins 01.AI's Hugging Face revisions), Intel's OpenVINO GenAI tests
 #: (``tokenizer_configs.py``, key "01-ai/Yi-1.5-34B-Chat") and LocalAI's known templates
 #: (``core/config/guesser.go``). None quotes 01.AI's ``tokenizer_config.json`` directly, which
@@ -224,16 +224,22 @@ def fit_window(model: Any, inputs: Any, max_new_tokens: int, *, truncate: bool =
 
 def chat(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, str]], *,
          max_new_tokens: int = 256, stream: bool = False, template: Any = None,
-         truncate: bool = False, **sampling: Any) -> str | Iterator[str]:
+         truncate: bool = False, stop: threading.Event | None = None,
+         **sampling: Any) -> str | Iterator[str]:
     """The assistant's reply to ``messages``.
 
     Stops at ``<|im_end|>`` and at the eos ids, and never returns special tokens. Greedy
     (deterministic) unless a sampling argument is given (``temperature=0.6, top_p=0.8``...).
-    With ``stream=True`` it returns an iterator of text pieces as they are generated.
+    With ``stream=True`` it returns a :class:`ReplyStream`: an iterator of text pieces as they
+    are generated, counting its tokens.
 
     ``template`` defaults to the tokenizer's own template (``"yi"`` when it has none). A prompt
     longer than the model's window raises ``ContextTooLongError`` before any work is done
     (``truncate=True``: its oldest tokens are dropped instead, and that is logged).
+
+    ``stop``: a ``threading.Event`` another thread may set to end the reply early (within one
+    token; the text so far is the reply). Closing a stream early (``close()``, or leaving a
+    ``for`` loop over it) ends its generation too: no thread keeps generating unseen tokens.
     """
     if template is None:
         template = default_template(tokenizer)
@@ -242,42 +248,93 @@ def chat(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, str]], *,
     inputs, max_new_tokens = fit_window(model, inputs, max_new_tokens, truncate=truncate)
     kwargs = _generation_kwargs(tokenizer, model, max_new_tokens, sampling)
     if stream:
-        return _stream(model, tokenizer, inputs, kwargs)
+        return ReplyStream(model, tokenizer, inputs, kwargs, stop)
     import torch
 
+    if stop is not None:
+        kwargs["stopping_criteria"] = _when_set(stop)
     with torch.no_grad():
         out = model.generate(**inputs, **kwargs)
     new = cut_at_stop(out[0, inputs["input_ids"].shape[1]:].tolist(), kwargs["eos_token_id"])
     return tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
-def _stream(model: Any, tokenizer: Any, inputs: Any, kwargs: dict[str, Any]) -> Iterator[str]:
+def _when_set(*events: threading.Event) -> Any:
+    """A ``stopping_criteria`` list for ``generate`` that ends it once any event is set."""
     import torch
-    from transformers import TextIteratorStreamer
+    from transformers import StoppingCriteria, StoppingCriteriaList
 
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    errors: list[BaseException] = []
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            done = any(event.is_set() for event in events)
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool,
+                              device=input_ids.device)
 
-    def run() -> None:
+    return StoppingCriteriaList([_Stop()])
+
+
+class ReplyStream:
+    """A reply as it is generated: iterate it for text pieces (a word or so each: the streamer
+    cuts at spaces); ``tokens`` counts the new tokens so far. ``close()`` (or leaving a ``for``
+    loop early) ends the generation and joins its thread."""
+
+    def __init__(self, model: Any, tokenizer: Any, inputs: Any, kwargs: dict[str, Any],
+                 stop: threading.Event | None = None) -> None:
+        self.tokens = 0
+        self._pieces = self._run(model, tokenizer, inputs, kwargs, stop)
+
+    def __iter__(self) -> "ReplyStream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        self._pieces.close()
+
+    def _run(self, model: Any, tokenizer: Any, inputs: Any, kwargs: dict[str, Any],
+             stop: threading.Event | None) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        reply = self
+
+        class Counting(TextIteratorStreamer):
+            def put(self, value: Any) -> None:
+                if not (self.skip_prompt and self.next_tokens_are_prompt):
+                    reply.tokens += int(value.numel())
+                super().put(value)
+
+        streamer = Counting(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        closed = threading.Event()  # set when the caller stops reading
+        events = (closed,) if stop is None else (closed, stop)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.no_grad():
+                    model.generate(**inputs, **kwargs, streamer=streamer,
+                                   stopping_criteria=_when_set(*events))
+            except BaseException as exc:  # surfaced in the caller's thread below
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        first = True
         try:
-            with torch.no_grad():
-                model.generate(**inputs, **kwargs, streamer=streamer)
-        except BaseException as exc:  # surfaced in the caller's thread below
-            errors.append(exc)
-            streamer.end()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    first = True
-    for piece in streamer:
-        if first:
-            piece = piece.lstrip()
-            first = not piece
-        if piece:
-            yield piece
-    thread.join()
-    if errors:
-        raise errors[0]
+            for piece in streamer:
+                if first:
+                    piece = piece.lstrip()
+                    first = not piece
+                if piece:
+                    yield piece
+        finally:
+            # a caller that stops early (close(), break, an exception) ends the generation too
+            closed.set()
+            thread.join()
+        if errors:
+            raise errors[0]
 
 
 def chat_batch(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, str]]],
@@ -349,8 +406,9 @@ class Conversation:
                         add_generation_prompt=True, template=self.template)
         return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
-    def fit(self, reserve: int = 0) -> list[dict[str, str]]:
-        """Drop the oldest turns until prompt + ``reserve`` tokens fit; return what was dropped."""
+    def fit(self, reserve: int = 0, *, log: bool = True) -> list[dict[str, str]]:
+        """Drop the oldest turns until prompt + ``reserve`` tokens fit; return what was dropped
+        (logged as a warning, unless ``log=False``: for a caller that shows it itself)."""
         budget = self.max_context - reserve
         if budget <= 0:
             raise ValueError(f"reserve={reserve} leaves no room in a {self.max_context}-token "
@@ -373,6 +431,7 @@ class Conversation:
             del self.messages[start:start + n]
         if dropped:
             self.dropped.extend(dropped)
+        if dropped and log:
             summary = "; ".join(f"{m['role']}: {m['content'][:40]!r}" for m in dropped)
             logger.warning("Conversation: dropped %d oldest message(s) to fit %d tokens: %s",
                            len(dropped), self.max_context, summary)
