@@ -73,9 +73,9 @@ def transform(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int = 0,
         input_ids: the tokens so far (needed for ``repetition_penalty``).
 
     Returns:
-        ``{"logits": p, "repetition_penalty": p, "temperature": p, "top_k": p, "top_p": p,
-        "min_p": p}``: each value is the probability vector after that step (``"final"`` is the
-        last one). Removed tokens have probability 0.
+        The probability vector after each step, keyed by the step's name (``"logits"``,
+        ``"repetition_penalty"``, ``"temperature"``, ``"top_k"``, ``"top_p"``, ``"min_p"``),
+        and ``"final"``, the last one. Removed tokens have probability 0.
     """
     check_sampling_args(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                         repetition_penalty=repetition_penalty)
