@@ -66,7 +66,7 @@ QUESTIONS = [
     "make it stop?",
     "The chat on screen keeps every turn, yet the model may not see them all: what decides "
     "which turns it sees, and where does the app tell you?",
-    "Why does the app bind to 127.0.0.1 with share=False, and what would you do instead for a "
+    "Why does the app bind to 127.0.0.1 with `share=False`, and what would you do instead for a "
     "workshop room of 20 people?",
 ]
 
