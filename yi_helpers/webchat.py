@@ -155,7 +155,27 @@ class _Running:
         return True
 
 
-class LocalBackend:
+class _Stoppable:
+    """What both back ends share: the running count and the stop flag."""
+
+    _running: _Running
+
+    @property
+    def busy(self) -> bool:
+        """True while a reply is being generated (or streamed from a server)."""
+        return self._running.busy
+
+    @property
+    def stopped(self) -> bool:
+        """True when the last reply ended because stop was pressed."""
+        return self._running.stop_event.is_set()
+
+    def stop(self) -> bool:
+        """Ask the reply in progress to stop; False when none runs."""
+        return self._running.stop()
+
+
+class LocalBackend(_Stoppable):
     """A model in this process: the embedded model, a Yi id loaded by ``yi_helpers.load``...
 
     ``max_context`` defaults to the model's window; a smaller one makes the app drop old turns
@@ -172,19 +192,6 @@ class LocalBackend:
         self.name = name or f"in process: {folder}"
         self._running = _Running()
         self._reply: Any = None  # the ReplyStream in progress, or the last one
-
-    @property
-    def busy(self) -> bool:
-        """True while a generation thread runs."""
-        return self._running.busy
-
-    @property
-    def stopped(self) -> bool:
-        """True when the last reply ended because stop was pressed."""
-        return self._running.stop_event.is_set()
-
-    def stop(self) -> bool:
-        return self._running.stop()
 
     def warm_up(self) -> float:
         """One short greedy reply, so that the first user does not wait for the lazy set-up of
@@ -213,7 +220,7 @@ class LocalBackend:
                 self._reply.close()  # joins the generation thread: idle once this returns
 
 
-class OpenAIBackend:
+class OpenAIBackend(_Stoppable):
     """Any OpenAI-compatible chat endpoint (``base_url`` ends in ``/v1``).
 
     ``tokenizer`` and ``max_context`` are the served model's: the app counts the history's
@@ -236,19 +243,6 @@ class OpenAIBackend:
         #: content chunks of the reply in progress (or of the last one): one token each on
         #: vLLM and llama.cpp
         self.tokens = 0
-
-    @property
-    def busy(self) -> bool:
-        """True while a response is being streamed."""
-        return self._running.busy
-
-    @property
-    def stopped(self) -> bool:
-        """True when the last reply ended because stop was pressed."""
-        return self._running.stop_event.is_set()
-
-    def stop(self) -> bool:
-        return self._running.stop()
 
     def _error(self, exc: Exception) -> BackendError:
         import openai
@@ -287,6 +281,11 @@ class OpenAIBackend:
                 raise self._error(exc) from exc
             finally:
                 response.close()  # the server sees the closed connection and cancels
+                # close the client's own event generator now, not whenever the garbage
+                # collector gets to it (openai 3.57 then trips over a half-imported httpx)
+                inner = getattr(response, "_iterator", None)
+                if inner is not None:
+                    inner.close()
 
 
 def text_of(message: Mapping[str, Any]) -> str:
