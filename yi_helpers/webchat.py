@@ -304,13 +304,11 @@ class Reply:
     """What one press of send or regenerate produced, for the notebook and the tests."""
 
     text: str = ""
-    pieces: int = 0  # streamed pieces (a piece is a word or so: the streamer cuts at spaces)
     tokens: int = 0  # the reply's tokens, as the back end counts them
     first_token_s: float | None = None
     total_s: float = 0.0
     stopped: bool = False
     error: str | None = None
-    dropped: int = 0
 
     @property
     def tokens_per_s(self) -> float:
@@ -422,7 +420,6 @@ class ChatApp:
             reply.error = str(exc)
             yield history[:-1] if restore else history, restore, f"⚠️ {exc}", ""
             return
-        reply.dropped = len(dropped)
         context = self._context_line(conv, dropped, settings.max_new_tokens)
         shown = history + [{"role": "assistant", "content": ""}]
         yield list(shown), "", "Generating…", context
@@ -432,7 +429,6 @@ class ChatApp:
                 if reply.first_token_s is None:
                     reply.first_token_s = time.perf_counter() - start
                 reply.text += piece
-                reply.pieces += 1
                 shown[-1] = {"role": "assistant", "content": reply.text}
                 yield list(shown), "", "Generating…", context  # a copy per update
         except BackendError as exc:
