@@ -135,3 +135,4 @@ def test_outputs_hold_no_progress_chunks_warnings_or_stray_logs(nb):
             assert not PROGRESS_CHUNK.search(text), f"progress bar chunk in {where}"
             assert tagged or out.get("name") != "stderr", f"stderr output in {where}"
             assert tagged or not re.search(r"\bwarn(ing)?\b", text, re.I), f"a warning in {where}"
+            assert tagged or not re.search(r"^(INFO|DEBUG)\s", text, re.M), f"a library's log line in {where}"

@@ -18,6 +18,8 @@ chat models stop at ``<|im_end|>`` (the "never stops" problem of Yi chat models)
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import warnings
 from typing import Any
@@ -213,7 +215,10 @@ def load(model: str | os.PathLike = "embedded", *, device: str = "auto", dtype: 
         tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
         if device != "cpu" or quantization == "nf4":  # straight onto the device
             kwargs.setdefault("device_map", {"": device})
-        with quiet_hf_progress(), warnings.catch_warnings():
+        if source.quant_method == "awq":  # transformers loads AWQ through GPTQModel's kernels
+            import_gptqmodel()
+        with quiet_hf_progress(), warnings.catch_warnings(), (
+                quiet_backends() if source.quant_method == "awq" else contextlib.nullcontext()):
             # a folder's own quantization_config "will be overwritten" by the kernel's: wanted
             warnings.filterwarnings("ignore", message=".*already has a `quantization_config`")
             lm = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype,
