@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
 
-from budget import LEDGER, calibrate, ledger_lines, lesson_of, read_budget, speed_factor  # noqa: E402
+from budget import (LEDGER, calibrate_in_subprocess, ledger_lines, lesson_of, read_budget,  # noqa: E402
+                    speed_factor)
 
 _RUN_SECONDS: dict[str, float] = {}
 _CELL_SECONDS: dict[str, float] = {}
@@ -31,12 +32,13 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session):
-    """Calibrate this host (a few seconds) and write the ledger to build/budget/ledger.json."""
+    """Calibrate this host (about 10 s, in a fresh process) and write the ledger to
+    build/budget/ledger.json."""
     if not _RUN_SECONDS:
         return
     from yi_helpers.system import cpu_features, cpu_name
 
-    seconds = calibrate()
+    seconds = calibrate_in_subprocess()
     _LEDGER.update(when=datetime.datetime.now().isoformat(timespec="seconds"),
                    host=f"{cpu_name()}, {cpu_features()}", calibration=seconds,
                    factor=speed_factor(seconds), budget=read_budget(),

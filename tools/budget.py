@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 __all__ = ["BUDGET_DOC", "CELL_LIMIT_S", "LEDGER", "LESSON_LIMIT_S", "REFERENCE", "calibrate",
+           "calibrate_in_subprocess",
            "ledger_lines", "lesson_of", "over_budget", "read_budget", "speed_factor"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +79,17 @@ def calibrate(repeats: int = 3) -> dict[str, float]:
                 best = min(best, time.perf_counter() - start)
             seconds[name] = best
     return seconds
+
+
+def calibrate_in_subprocess() -> dict[str, float]:
+    """:func:`calibrate` in a fresh Python process: inside a long pytest run the same work took
+    7-40 % longer (threads and servers left by tests, a grown heap), which would misjudge the
+    host."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--calibrate", "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def speed_factor(seconds: dict[str, float], reference: dict[str, float] = REFERENCE) -> float:
@@ -158,10 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The test budget's ledger (docs/CONTRIBUTING.md).")
     parser.add_argument("--calibrate", action="store_true",
                         help="time the calibration here and print the speed factor")
+    parser.add_argument("--json", action="store_true", help="with --calibrate: print JSON only")
     parser.add_argument("--ledger", type=Path, default=LEDGER)
     args = parser.parse_args(argv)
     if args.calibrate:
         seconds = calibrate()
+        if args.json:
+            print(json.dumps(seconds))
+            return 0
         print(json.dumps({k: round(v, 3) for k, v in seconds.items()}))
         print(f"speed factor {speed_factor(seconds):.2f}")
         return 0
