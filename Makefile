@@ -73,8 +73,10 @@ test: setup
 	$(PYTEST) tests notebooks -m "not extra" --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--nbval-current-env --durations=15 $(PYTEST_ARGS)
 
+# The quick loop: no notebook runs and no `slow` test (a model or a process run end to end,
+# seconds to a minute each; make test runs them).
 test-fast: setup
-	$(PYTEST) tests -m "not notebook and not extra" --durations=10 $(PYTEST_ARGS)
+	$(PYTEST) tests -m "not notebook and not extra and not slow" --durations=10 $(PYTEST_ARGS)
 
 test-extra: setup
 	$(PYTEST) tests -m extra $(PYTEST_ARGS)

@@ -69,6 +69,7 @@ def test_replay_questions_out_of_range(value):
         from_dict({"replay_questions": value})
 
 
+@pytest.mark.slow
 def test_train_mixes_replay_rows_into_the_training_set(embedded, tmp_path):
     from yi_helpers import load
     from yi_helpers.corpus import load_conversations

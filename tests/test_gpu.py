@@ -131,6 +131,7 @@ def _yi_part_blocklist() -> list[str]:
                   and not {canonical(d) for d in dists} & brought)
 
 
+@pytest.mark.slow
 def test_the_yi_part_runs_with_its_own_wheels_only(tmp_path):
     """`--skip-notebooks` on a bare CUDA machine: the notebooks' other wheels (peft, papermill,
     gptqmodel, the embedded model, ...) cannot be imported, and the runner still measures the
@@ -189,6 +190,7 @@ def dry_run(out_dir, *args: str) -> dict:
     return json.loads((out_dir / "report.json").read_text())
 
 
+@pytest.mark.slow
 def test_dry_run_checks_the_whole_runner_without_a_gpu(tmp_path):
     data = dry_run(tmp_path, "--skip-4bit", "--batches", "1", "4")
     assert data["device"].startswith("CPU dry run")  # never mistaken for a GPU report
@@ -212,6 +214,7 @@ def test_quick_leaves_out_lesson_05(tmp_path):
     assert "notebook 05_quantization.ipynb: --exclude" in data["skipped"]
 
 
+@pytest.mark.slow
 def test_yi_standin_mode_runs_the_lessons_on_the_standin(tmp_path):
     """--yi-standin: the notebooks get the stand-in as MODEL (on a GPU the 6B one, here the
     tiny one in a smoke run) and lesson 05 the methods of a 6B run (group 128 at 6B only)."""

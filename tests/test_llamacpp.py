@@ -67,6 +67,7 @@ def q8_path(tmp_path_factory):
     return write_gguf(tmp_path_factory.mktemp("gguf") / "q8.gguf", "Q8_0")
 
 
+@pytest.mark.slow
 def test_a_written_gguf_holds_the_same_weights_within_its_type(q8_path, embedded_info):
     from gguf import GGUFReader, quants
 

@@ -83,6 +83,7 @@ def test_needle_scorer_takes_either_language_and_rejects_near_misses():
         assert not needle_found(reply), reply
 
 
+@pytest.mark.slow
 def test_prefill_memory_is_within_15_percent_of_the_planner(embedded):
     from yi_helpers import estimate_memory
     from yi_helpers.long_context import filler_ids

@@ -73,6 +73,7 @@ def test_artifact_dir_lives_in_the_hub_cache(tmp_path, monkeypatch):
         artifact_dir("../escape")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("gptqmodel") is None,
                     reason="gptqmodel is not installed (make setup installs it)")
 def test_quiet_gptqmodel_banner_keeps_the_import_banner_out():
