@@ -86,3 +86,11 @@ def test_every_lesson_has_its_allocations_within_the_rules():
     lessons = sum(budget[f"{nb.name[:2]} {kind}"] for nb in discover_notebooks()
                   for kind in ("full", "smoke"))
     assert budget["setup"] + budget["unit"] + lessons <= 40 * 60, "make test within 40 minutes"
+
+
+@pytest.mark.slow
+def test_calibration_runs_in_a_fresh_process_and_names_every_part():
+    """What the ledger calls at the end of a run with lessons (about 10 s)."""
+    seconds = budget_tool.calibrate_in_subprocess()
+    assert set(seconds) == set(REFERENCE) and all(s > 0 for s in seconds.values())
+    assert 0.05 < speed_factor(seconds) < 20  # a real host, whatever its kind

@@ -19,7 +19,6 @@ chat models stop at ``<|im_end|>`` (the "never stops" problem of Yi chat models)
 from __future__ import annotations
 
 import contextlib
-
 import os
 import warnings
 from typing import Any
@@ -215,10 +214,11 @@ def load(model: str | os.PathLike = "embedded", *, device: str = "auto", dtype: 
         tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
         if device != "cpu" or quantization == "nf4":  # straight onto the device
             kwargs.setdefault("device_map", {"": device})
-        if source.quant_method == "awq":  # transformers loads AWQ through GPTQModel's kernels
+        backend_logs = contextlib.nullcontext()
+        if source.quant_method == "awq":  # through GPTQModel's kernels, quietly as for GPTQ
             import_gptqmodel()
-        with quiet_hf_progress(), warnings.catch_warnings(), (
-                quiet_backends() if source.quant_method == "awq" else contextlib.nullcontext()):
+            backend_logs = quiet_backends()
+        with quiet_hf_progress(), warnings.catch_warnings(), backend_logs:
             # a folder's own quantization_config "will be overwritten" by the kernel's: wanted
             warnings.filterwarnings("ignore", message=".*already has a `quantization_config`")
             lm = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype,
