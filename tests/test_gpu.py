@@ -224,7 +224,7 @@ def test_yi_standin_mode_runs_the_lessons_on_the_standin(tmp_path):
     (nb,) = data["notebooks"]
     assert nb["status"] == "ok", nb["status"]
     assert data["notebook_parameters"] == {"MODEL": str(standin("tiny")), "DEVICE": "cpu",
-                                           "smoke": "True"}
+                                           "QUICK": "True"}
     assert "05_quantization.ipynb also ran with METHODS=['int8 weight-only', 'AWQ 4-bit']" in \
         data["notes"]
     assert "## Notebooks (MODEL=" in (tmp_path / "report.md").read_text()

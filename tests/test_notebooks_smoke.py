@@ -31,7 +31,7 @@ NOTEBOOKS = discover_notebooks()
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_smoke_run(notebook):
-    parameters = {"smoke": True, "MODEL": str(standin("tiny"))}  # built once, then cached
+    parameters = {"QUICK": True, "MODEL": str(standin("tiny"))}  # built once, then cached
     result = run(notebook, ROOT / "build" / "smoke", parameters, timeout=600)
     print(f"{notebook.name}: {result['seconds']:.1f} s")
     assert result["status"] == "ok", f"{result['error']}\nin cell:\n{result['cell']}"

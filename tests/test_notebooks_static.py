@@ -53,14 +53,14 @@ def test_starts_with_colab_badge_title_and_goals(nb):
     assert "What you will learn" in text and "Hardware" in text
 
 
-def test_has_a_tagged_parameters_cell_with_smoke(nb):
+def test_has_a_tagged_parameters_cell_with_quick(nb):
     _, data = nb
     params = [c for c in _code(data) if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1, "exactly one code cell tagged 'parameters'"
     src = _source(params[0])
-    for name in ["MODEL", "DEVICE", "smoke"]:
+    for name in ["MODEL", "DEVICE", "QUICK"]:
         assert re.search(rf"^{name}\s*=", src, re.M), f"parameters cell lacks {name}"
-    assert re.search(r"^smoke\s*=\s*False", src, re.M), "smoke must default to False"
+    assert re.search(r"^QUICK\s*=\s*False", src, re.M), "QUICK must default to False"
 
 
 def test_no_hard_coded_cuda(nb):

@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"at {folder}: random weights with {what}")
         parameters = {"MODEL": str(folder), "DEVICE": device}
         if args.dry_run:  # the CPU checks the mechanics: small sizes
-            parameters["smoke"] = True
+            parameters["QUICK"] = True
         run_notebooks(report, args.out, match=args.match, parameters=parameters,
                       exclude=args.exclude, per_lesson=standin_lesson_parameters(size))
     else:

@@ -1,6 +1,6 @@
 """Execute every notebook with papermill and print a table: notebook, seconds, status.
 
-    python tools/run_notebooks.py notebooks --out build/notebooks [-p smoke True] [-k 02]
+    python tools/run_notebooks.py notebooks --out build/notebooks [-p QUICK True] [-k 02]
 
 Notebooks run one at a time (two torch processes on a small CPU slow each other down badly).
 A failing notebook prints the failing cell and its error, and the command exits non-zero.
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, nargs="?", default=Path("notebooks"))
     parser.add_argument("--out", type=Path, default=Path("build/notebooks"))
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[],
-                        metavar=("NAME", "VALUE"), help="papermill parameter, e.g. -p smoke True")
+                        metavar=("NAME", "VALUE"), help="papermill parameter, e.g. -p QUICK True")
     parser.add_argument("-k", "--match", default="", help="only notebooks whose name contains this")
     parser.add_argument("--kernel", default="python3")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
