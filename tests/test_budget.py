@@ -70,21 +70,27 @@ def test_node_ids_name_their_lesson():
     assert lesson_of("notebooks/drafts/05_x.ipynb::Cell 3") is None
     assert lesson_of("tests/test_notebooks_smoke.py::test_notebook_smoke_run[05_quantization.ipynb]"
                      ) == ("05", "smoke")
+    assert lesson_of("tests/test_recipes.py::test_recipe_runs_without_yi_helpers[05_quantization.ipynb]"
+                     ) == ("05", "recipe")
+    assert lesson_of("tests/test_recipes.py::test_every_lesson_has_a_recipe_that_needs_no_hub_code"
+                     "[05_quantization.ipynb]") is None
     assert lesson_of("tests/test_chat.py::test_render") is None
 
 
 def test_every_lesson_has_its_allocations_within_the_rules():
-    """A new lesson brings its own two rows: its full run within DEVELOPERS.md's 150 s and its
-    smoke run on the Yi stand-in within 60 s, in reference seconds."""
+    """A new lesson brings its own three rows: its full run within DEVELOPERS.md's 150 s, its
+    smoke run on the Yi stand-in within 60 s and its recipe run within 90 s, in reference
+    seconds."""
     budget = read_budget()
     for notebook in discover_notebooks():
         number = notebook.name[:2]
         assert budget[f"{number} full"] <= LESSON_LIMIT_S, f"{notebook.name}: full run"
         assert budget[f"{number} smoke"] <= 60, f"{notebook.name}: smoke run"
+        assert budget[f"{number} recipe"] <= 90, f"{notebook.name}: recipe run"
     for part in ("setup", "unit", "extra"):
         assert part in budget
     lessons = sum(budget[f"{nb.name[:2]} {kind}"] for nb in discover_notebooks()
-                  for kind in ("full", "smoke"))
+                  for kind in ("full", "smoke", "recipe"))
     assert budget["setup"] + budget["unit"] + lessons <= 40 * 60, "make test within 40 minutes"
 
 

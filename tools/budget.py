@@ -101,8 +101,8 @@ def speed_factor(seconds: dict[str, float], reference: dict[str, float] = REFERE
 def read_budget(text: str | None = None) -> dict[str, float]:
     """The budget table of docs/CONTRIBUTING.md (between the ``budget-table`` markers): part →
     allocated reference seconds. Parts: ``setup``, ``unit``, ``extra``, and for each lesson
-    ``NN full`` (nbval, the embedded model) and ``NN smoke`` (papermill, quick sizes on the Yi
-    stand-in)."""
+    ``NN full`` (nbval, the embedded model), ``NN smoke`` (papermill, quick sizes on the Yi
+    stand-in) and ``NN recipe`` (the recipe cells alone)."""
     text = BUDGET_DOC.read_text(encoding="utf-8") if text is None else text
     _, _, rest = text.partition("<!-- budget-table -->")
     table, end, _ = rest.partition("<!-- /budget-table -->")
@@ -118,13 +118,17 @@ def read_budget(text: str | None = None) -> dict[str, float]:
 
 
 def lesson_of(nodeid: str) -> tuple[str, str] | None:
-    """(lesson number, "full" | "smoke") of a notebook test's node id; None for other tests.
-    "full": one of the lesson's cells under nbval; "smoke": its run on the Yi stand-in."""
+    """(lesson number, "full" | "smoke" | "recipe") of a notebook test's node id; None for other
+    tests. "full": one of the lesson's cells under nbval; "smoke": its run on the Yi stand-in;
+    "recipe": its recipe cells run alone, without yi_helpers (tests/test_recipes.py)."""
     m = re.match(r"(?:.*/)?notebooks/(\d\d)_[^/]*\.ipynb::", nodeid)  # nbval: one item a cell
     if m:
         return m.group(1), "full"
     m = re.search(r"test_notebook_smoke_run\[(\d\d)_", nodeid)
-    return (m.group(1), "smoke") if m else None
+    if m:
+        return m.group(1), "smoke"
+    m = re.search(r"test_recipe_runs_without_yi_helpers\[(\d\d)_", nodeid)
+    return (m.group(1), "recipe") if m else None
 
 
 def over_budget(seconds: dict[str, float], budget: dict[str, float], factor: float = 1.0,
