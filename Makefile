@@ -2,9 +2,10 @@
 # Both start with `make setup`, which builds .venv from pinned versions (constraints.txt) and
 # prepares the embedded model; it is idempotent and quick when nothing changed.
 # The test loop (docs/CONTRIBUTING.md): `make test-fast` (no notebook runs, <= 5 min), `make test`
-# (what CI runs: + every lesson once in full under nbval and once in smoke mode on the Yi
-# stand-in; it ends with the ledger of the test budget, `make budget` prints it again), `make
-# test-extra` (offline-install, browser and site checks, <= 10 min; CI runs it after make test).
+# (what CI runs: + every lesson once in full under nbval, once in smoke mode on the Yi
+# stand-in, and its recipe cells alone; it ends with the ledger of the test budget, `make
+# budget` prints it again), `make test-extra` (offline-install, browser and site checks,
+# <= 10 min; CI runs it after make test).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -26,7 +27,7 @@ help:
 	@echo "make notebooks  execute every notebook into build/notebooks/ and print a table"
 	@echo "make site       the lessons (committed outputs), README and package reference as a website in build/site/"
 	@echo "make screenshots  lesson 10's app in headless Chromium: notebooks/images/10_*.png"
-	@echo "make test       unit tests, notebook smoke runs, nbval and static notebook checks"
+	@echo "make test       unit tests, notebook smoke runs, recipe runs, nbval and static notebook checks"
 	@echo "make test-fast  unit tests of the package and tools, static notebook checks (no notebook runs)"
 	@echo "make test-extra offline-install, browser and site checks (CI runs them after make test)"
 	@echo "make budget     the ledger of the last make test: each lesson's time against its allocation"

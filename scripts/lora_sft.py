@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         logging_steps=10, save_strategy="steps", save_steps=max(1, args.max_steps // 4),
         save_total_limit=2, eval_strategy="steps" if eval_set else "no",
         eval_steps=max(1, args.max_steps // 4), report_to="none",
+        use_cpu=not cuda,  # without CUDA: the CPU, and gloo between accelerate's processes
         bf16=cuda, activation_checkpointing=cuda,
         activation_checkpointing_kwargs={"use_reentrant": False},
         ddp_find_unused_parameters=False,
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     if last:
         print(f"resuming from {last}")
     trainer.train(resume_from_checkpoint=last)
+    print(f"process {trainer.args.process_index} of {trainer.args.world_size}: "
+          f"{trainer.state.global_step} steps")
     if trainer.is_world_process_zero():
         adapter = Path(args.output_dir) / "adapter"
         trainer.model.save_pretrained(adapter)

@@ -1,18 +1,17 @@
 """yi_helpers.finetune.replay: the base model's own replies mixed into training (against
-forgetting), the general questions, the config key and its place in ``train``."""
+forgetting) and the general questions."""
 
 from __future__ import annotations
 
 import pytest
 
-from yi_helpers.finetune.config import MAX_REPLAY, ConfigError, FinetuneConfig, from_dict
 from yi_helpers.finetune.hub_chat import SYSTEM_PROMPT
 from yi_helpers.finetune.replay import (CHECK_QUESTIONS, REPLAY_QUESTIONS, general_replies,
                                         replay_rows, unchanged_share)
 
 
 def test_question_sets():
-    assert len(REPLAY_QUESTIONS) == MAX_REPLAY
+    assert len(REPLAY_QUESTIONS) == 40
     replayed = {q for q, _ in REPLAY_QUESTIONS}
     assert len(replayed) == len(REPLAY_QUESTIONS), "no question twice"
     assert not replayed & {q for q, _ in CHECK_QUESTIONS}, "check questions are never trained on"
@@ -62,39 +61,3 @@ def test_unchanged_share():
     with pytest.raises(ValueError, match="equally long"):
         unchanged_share(["a"], ["a", "b"])
 
-
-@pytest.mark.parametrize("value", [-1, MAX_REPLAY + 1])
-def test_replay_questions_out_of_range(value):
-    with pytest.raises(ConfigError, match=f"{MAX_REPLAY} general questions"):
-        from_dict({"replay_questions": value})
-
-
-@pytest.mark.slow
-def test_train_mixes_replay_rows_into_the_training_set(embedded, tmp_path):
-    from yi_helpers import load
-    from yi_helpers.corpus import load_conversations
-    from yi_helpers.finetune.train import train
-
-    # a fresh copy: train() puts adapters into the model it gets (a random tiny model would
-    # reply with nothing, which replay refuses)
-    model, tok = load("embedded", device="cpu")
-    expected = replay_rows(*embedded, REPLAY_QUESTIONS[:2])  # asked of the untouched base
-    cfg = FinetuneConfig(output_dir=str(tmp_path / "run"), batch_size=2, max_steps=1,
-                         max_eval_rows=2, lora_r=2, device="cpu", progress_bar=False,
-                         replay_questions=2)
-    result = train(cfg, model=model, tokenizer=tok, save=False)
-    assert result.extra["replay_rows"] == expected
-    assert result.extra["train_rows"] == len(load_conversations("train")) + 2
-
-
-def test_replay_under_fsdp_is_refused_before_loading(monkeypatch, tmp_path):
-    from yi_helpers.finetune import train as train_module
-
-    def no_load(*args, **kwargs):
-        raise AssertionError("the model must not load")
-
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    monkeypatch.setattr(train_module, "load_base", no_load)
-    cfg = FinetuneConfig(output_dir=str(tmp_path), device="cpu", replay_questions=4)
-    with pytest.raises(ConfigError, match="FSDP"):
-        train_module.train(cfg)

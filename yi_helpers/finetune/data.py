@@ -5,23 +5,22 @@
   ``ValueError`` naming its line and what is wrong; no row is ever dropped silently.
 - ``tokenize_chat``: a conversation rendered through the chat template, with ``labels`` equal to
   the input ids on the assistant's replies and their ``<|im_end|>`` and ``-100`` everywhere else
-  (system, user, template tokens; the collator pads with ``-100`` too). The original code
-  learned the prompt and the padding as well.
-- ``ChatCollator``: pads a batch on the right.
+  (system, user, template tokens). The original code learned the prompt and the padding as
+  well. Lesson 04's recipe does the same with ``apply_chat_template``; this by-hand version
+  cuts the rendered text into pieces, handles multi-turn conversations, and is the reference
+  the lesson checks the recipe against.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..corpus import read_jsonl
-from ..chat import IM_END, default_template, ensure_pad_token, render, validate_messages
+from ..chat import IM_END, default_template, render, validate_messages
 
-__all__ = ["IGNORE_INDEX", "parse_yi_prompt", "convert_yi_sft", "tokenize_chat", "tokenize_rows",
-           "learned_text", "ChatCollator"]
+__all__ = ["IGNORE_INDEX", "parse_yi_prompt", "convert_yi_sft", "tokenize_chat", "learned_text"]
 
 IGNORE_INDEX = -100
 _TURN = re.compile(r"(Human|Assistant):")
@@ -134,46 +133,6 @@ def tokenize_chat(tokenizer: Any, messages: Sequence[Mapping[str, str]], *,
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
 
 
-def tokenize_rows(tokenizer: Any, rows: Sequence[Mapping[str, Any]], *, max_length: int = 256,
-                  template: Any = None) -> list[dict[str, list[int]]]:
-    """``tokenize_chat`` for every ``{"messages": ...}`` row; rows with nothing to learn (the
-    reply cut away by ``max_length``) are an error, not dropped."""
-    out = []
-    for i, row in enumerate(rows):
-        features = tokenize_chat(tokenizer, row["messages"], max_length=max_length,
-                                 template=template)
-        if all(label == IGNORE_INDEX for label in features["labels"]):
-            raise ValueError(f"row {i}: no assistant token left within max_length={max_length}; "
-                             "raise max_length or shorten the conversation")
-        out.append(features)
-    return out
-
-
 def learned_text(tokenizer: Any, features: Mapping[str, Sequence[int]]) -> str:
     """The text of the labelled (learned) tokens: what the loss trains on."""
     return tokenizer.decode([t for t in features["labels"] if t != IGNORE_INDEX])
-
-
-@dataclass
-class ChatCollator:
-    """Pads ``tokenize_chat`` features on the right: pad id for inputs, 0 for the attention
-    mask, ``-100`` for labels (padding never counts in the loss)."""
-
-    pad_token_id: int
-
-    @classmethod
-    def for_tokenizer(cls, tokenizer: Any) -> "ChatCollator":
-        return cls(ensure_pad_token(tokenizer))
-
-    def __call__(self, features: Sequence[Mapping[str, Sequence[int]]]) -> dict[str, Any]:
-        import torch
-
-        width = max(len(f["input_ids"]) for f in features)
-
-        def pad(key: str, value: int):
-            return torch.tensor([list(f[key]) + [value] * (width - len(f[key]))
-                                 for f in features], dtype=torch.long)
-
-        return {"input_ids": pad("input_ids", self.pad_token_id),
-                "attention_mask": pad("attention_mask", 0),
-                "labels": pad("labels", IGNORE_INDEX)}

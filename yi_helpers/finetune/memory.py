@@ -25,7 +25,9 @@ from typing import Sequence
 
 from ..models import RUNTIME_RESERVE_GB, ModelSpec, planned_weight_bytes, spec
 from ..units import GB
-from .config import LLAMA_PROJECTIONS
+
+#: The seven projections of a Llama block that lesson 04 adapts with LoRA.
+LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 __all__ = ["METHODS", "FULL_STATE_BYTES", "LORA_PARAM_BYTES", "LAYER_ACTIVATION_BYTES",
            "lora_parameters", "lora_share", "TrainingMemory", "training_memory", "memory_table"]
