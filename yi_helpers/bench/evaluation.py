@@ -30,12 +30,10 @@ import torch
 from ..compat import cache_kwarg, output_cache
 from ..corpus import LANGUAGES, data_path
 
-__all__ = ["QUESTION_SETS", "LETTERS", "LANGUAGES", "MMLU_HEADER", "CEVAL_HEADER", "ANSWER_CUE", "HEADER",
-           "TARGET_DELIMITER", "SHOT_DELIMITER", "PERPLEXITY_WINDOW", "PERPLEXITY_STRIDE",
-           "load_questions", "subject_name", "format_question", "header", "build_prompt",
-           "dev_shots", "parse_choice", "encode_pair", "PrefixCache", "score_question",
-           "evaluate_mc", "CLOZE_PROMPT", "score_cloze", "evaluate_cloze", "accuracy_interval", "perplexity", "TRAINED_VS_CHANCE", "TextPrediction",
-           "text_prediction", "lm_eval_task_dir", "lm_eval_yi_mmlu_dir", "lm_eval_mc"]
+__all__ = ["LETTERS", "LANGUAGES", "load_questions", "header", "build_prompt", "dev_shots",
+           "evaluate_mc", "evaluate_cloze", "accuracy_interval", "perplexity",
+           "TextPrediction", "text_prediction", "lm_eval_task_dir", "lm_eval_yi_mmlu_dir",
+           "lm_eval_mc"]
 
 LETTERS = ("A", "B", "C", "D")
 
@@ -264,14 +262,19 @@ def score_cloze(model, tokenizer, q: dict, lang: str) -> dict:
     device = next(model.parameters()).device
     prompt = CLOZE_PROMPT[lang].format(question=q["question"].strip())
     p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    logliks = []
-    for choice in q["choices"]:
-        c_ids = tokenizer(CLOZE_DELIMITER[lang] + choice, add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([p_ids + c_ids], device=device)
-        logprobs = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
-        targets = ids[0, 1:]
-        token_lp = logprobs.gather(-1, targets[:, None])[:, 0][len(p_ids) - 1:]
-        logliks.append(float(token_lp.sum()))
+    options = [tokenizer(CLOZE_DELIMITER[lang] + choice, add_special_tokens=False)["input_ids"]
+               for choice in q["choices"]]
+    # one forward pass for all options: a batch padded on the right, where padding changes no
+    # logit before it (causal attention)
+    width = len(p_ids) + max(map(len, options))
+    pad = [tokenizer.pad_token_id or 0]
+    ids = torch.tensor([p_ids + o + pad * (width - len(p_ids) - len(o)) for o in options], device=device)
+    mask = torch.tensor([[1] * (len(p_ids) + len(o)) + [0] * (width - len(p_ids) - len(o))
+                         for o in options], device=device)
+    logprobs = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
+    token_lp = logprobs.gather(-1, ids[:, 1:, None])[..., 0]
+    logliks = [float(token_lp[i, len(p_ids) - 1:len(p_ids) - 1 + len(o)].sum())
+               for i, o in enumerate(options)]
     return {"pred": LETTERS[max(range(len(logliks)), key=logliks.__getitem__)], "logliks": logliks}
 
 
