@@ -26,12 +26,20 @@ from yi_helpers.yi_shape import standin
 
 NOTEBOOKS = discover_notebooks()
 
+# Opt-in paths a learner switches on, run here where the tiny stand-in makes them cheap (the
+# nbval run keeps the defaults, off): lesson 05's GPTQModel recipe, which takes a minute or more
+# on the embedded model, and lesson 06's torch.compile recipe, which compiles the stand-in's two
+# blocks in seconds and the embedded model's thirty in a minute.
+SWITCHED_ON = {"05": {"METHODS": ["int8 weight-only", "AWQ 4-bit", "GPTQ 4-bit"]},
+               "06": {"TRY_COMPILE": True}}
+
 
 # Each run's time goes to the ledger of docs/CONTRIBUTING.md's test budget (conftest.py).
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_smoke_run(notebook):
-    parameters = {"QUICK": True, "MODEL": str(standin("tiny"))}  # built once, then cached
+    parameters = {"QUICK": True, "MODEL": str(standin("tiny")),  # built once, then cached
+                  **SWITCHED_ON.get(notebook.name[:2], {})}
     result = run(notebook, ROOT / "build" / "smoke", parameters, timeout=600)
     print(f"{notebook.name}: {result['seconds']:.1f} s")
     assert result["status"] == "ok", f"{result['error']}\nin cell:\n{result['cell']}"
