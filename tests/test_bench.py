@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from yi_helpers import bench
+from yi_helpers.bench import evaluation, results, speed
 from yi_helpers import measure
 from yi_helpers.yi_shape import random_model, tiny_yi_config
 
@@ -61,15 +62,15 @@ def test_prompts_follow_the_yi_formats():
                                           (" The answer is D", "D"), ("答案是Ｂ", "B"),
                                           ("Apple", None), ("", None), (" 12", None)])
 def test_parse_choice(text, letter):
-    assert bench.parse_choice(text) == letter
+    assert evaluation.parse_choice(text) == letter
 
 
 # ----------------------------------------------------------------------------- scoring
 
 def test_encode_pair_moves_trailing_space_like_lm_eval(embedded):
     _, tok = embedded
-    ctx, cont = bench.encode_pair(tok, "The correct answer is: ", "A")
-    ctx2, cont2 = bench.encode_pair(tok, "The correct answer is:", " A")
+    ctx, cont = evaluation.encode_pair(tok, "The correct answer is: ", "A")
+    ctx2, cont2 = evaluation.encode_pair(tok, "The correct answer is:", " A")
     assert (ctx, cont) == (ctx2, cont2) and len(cont) == 1
 
 
@@ -77,11 +78,11 @@ def test_shared_prefix_cache_gives_the_same_scores(embedded):
     model, tok = embedded
     qs = bench.load_questions("en", limit=3, subjects=["high_school_biology"])
     shots = bench.dev_shots("en", "high_school_biology", 2)
-    shared = bench.PrefixCache(model)
+    shared = evaluation.PrefixCache(model)
     for q in qs:
         prompt = bench.build_prompt(q, "en", shots)
-        a = bench.score_question(model, tok, prompt, prefix=shared)
-        b = bench.score_question(model, tok, prompt)  # a fresh cache: the whole prompt
+        a = evaluation.score_question(model, tok, prompt, prefix=shared)
+        b = evaluation.score_question(model, tok, prompt)  # a fresh cache: the whole prompt
         assert a["pred_ll"] == b["pred_ll"] and a["generated"] == b["generated"]
         assert a["option_logprobs"] == pytest.approx(b["option_logprobs"], abs=1e-3)
         # the letter scores are the model's own next-token log-probabilities
@@ -172,18 +173,18 @@ def test_measure_generation_record(tiny):
 
 def test_static_cache_and_compiled_decode_give_the_same_tokens(tiny):
     ids = torch.randint(3, tiny.config.vocab_size, (2, 8), generator=torch.Generator().manual_seed(1))
-    dynamic = bench.greedy_tokens(tiny, ids, 6)
+    dynamic = speed.greedy_tokens(tiny, ids, 6)
     assert dynamic.shape == (2, 6)
     with torch.no_grad():  # the same tokens as transformers' own greedy generate
         ref = tiny.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
                             min_new_tokens=6, do_sample=False)[:, 8:]
     assert torch.equal(dynamic, ref)
-    assert torch.equal(bench.greedy_tokens(tiny, ids, 6, static_cache=True), dynamic)
+    assert torch.equal(speed.greedy_tokens(tiny, ids, 6, static_cache=True), dynamic)
     # backend="eager": torch.compile's graph capture without code generation (seconds, not minutes)
     forward, seconds = bench.compile_decode(tiny, batch_size=2, prompt_len=8, new_tokens=6,
                                             backend="eager")
     assert seconds > 0
-    assert torch.equal(bench.greedy_tokens(tiny, ids, 6, static_cache=True, decode_forward=forward),
+    assert torch.equal(speed.greedy_tokens(tiny, ids, 6, static_cache=True, decode_forward=forward),
                        dynamic)
     r = bench.measure_generation(tiny, batch_size=2, prompt_len=8, new_tokens=6, repeats=2,
                                  static_cache=True, decode_forward=forward, label="compiled")
@@ -205,18 +206,6 @@ def test_dtype_speedup_compares_the_same_batch1_setting():
     assert got["prefill"] == pytest.approx(0.3) and got["decode"] == pytest.approx(2.0)
     assert bench.dtype_speedup(speed[:3]) is None  # no bf16 run at all
     assert bench.dtype_speedup([rec("bfloat16", 4, 32, 1.0, 1.0)] + speed[:3]) is None
-
-
-def test_break_even_tokens():
-    # 10 -> 20 tok/s saves 0.05 s per token: a 30 s compile is paid back after 600 tokens
-    assert bench.break_even_tokens(10.0, 20.0, 30.0) == pytest.approx(600.0)
-    assert bench.break_even_tokens(10.0, 20.0, 0.0) == 0.0
-    assert bench.break_even_tokens(15.0, 15.0, 30.0) is None  # no faster: never pays back
-    assert bench.break_even_tokens(15.0, 12.0, 30.0) is None  # slower
-    with pytest.raises(ValueError, match="speeds"):
-        bench.break_even_tokens(0.0, 20.0, 30.0)
-    with pytest.raises(ValueError):
-        bench.break_even_tokens(10.0, 20.0, -1.0)
 
 
 def test_kv_bytes_and_roofline(tiny):
@@ -257,7 +246,7 @@ def test_results_validate_and_round_trip(tmp_path):
     path = bench.write_results(record, tmp_path / "r.json")
     back = json.loads(path.read_text(encoding="utf-8"))
     bench.validate(back)
-    assert back["schema_version"] == bench.SCHEMA_VERSION
+    assert back["schema_version"] == results.SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("breaks", ["version", "missing", "type", "bool_for_int", "str_for_bool"])
@@ -278,7 +267,8 @@ def test_validate_rejects_bad_records(breaks, tmp_path):
 
 
 def test_text_prediction_tells_a_trained_model_from_random_weights(embedded):
-    from yi_helpers.bench import TRAINED_VS_CHANCE, TextPrediction, text_prediction
+    from yi_helpers.bench import TextPrediction, text_prediction
+    from yi_helpers.bench.evaluation import TRAINED_VS_CHANCE
 
     model, tokenizer = embedded
     trained = text_prediction(model, tokenizer)

@@ -200,14 +200,14 @@ def test_rtn_quantize_model_skips_embeddings(tiny_model):
     ("int8-weight-only", 4, "does not do 4-bit"), ("bnb", 4, "Unknown method")])
 def test_unsupported_combinations_name_what_is(method, bits, match):
     with pytest.raises(q.UnsupportedQuantizationError, match=match) as info:
-        q.check_supported(method, bits)
+        drivers.check_supported(method, bits)
     assert "gptq (8/4-bit), awq (4-bit), int8-weight-only (8-bit)" in str(info.value)
 
 
 def test_group_size_must_divide_widths():
     with pytest.raises(q.UnsupportedQuantizationError, match="group_size=64"):
-        q.check_supported("gptq", 4, 128, widths=[576, 1536])
-    q.check_supported("gptq", 4, 128, widths=[4096, 11008])
+        drivers.check_supported("gptq", 4, 128, widths=[576, 1536])
+    drivers.check_supported("gptq", 4, 128, widths=[4096, 11008])
 
 
 def test_missing_backend_is_named(monkeypatch):
@@ -215,7 +215,7 @@ def test_missing_backend_is_named(monkeypatch):
     monkeypatch.setattr(drivers.importlib.util, "find_spec",
                         lambda name: None if name == "gptqmodel" else real(name))
     with pytest.raises(q.UnsupportedQuantizationError, match="gptqmodel==7.6.0"):
-        q.check_supported("awq", 4)
+        drivers.check_supported("awq", 4)
 
 
 def test_quantize_refuses_before_any_work(tmp_path):
@@ -253,7 +253,7 @@ def test_calibration_texts_go_through_the_chat_template(embedded):
     assert texts[0] == texts[1] == render(conv, add_generation_prompt=False, template=tok)
     assert "<|im_start|>assistant\nHello!<|im_end|>" in texts[0] and texts[2] == "plain text"
     default = q.calibration_texts(tok)  # the bilingual calibration set, through the template
-    assert len(default) == q.DEFAULT_CALIBRATION_SAMPLES == 32
+    assert len(default) == drivers.DEFAULT_CALIBRATION_SAMPLES == 32
     assert sum("番茄" in t or "春节" in t for t in default) == 2 and all("<|im_start|>" in t for t in default)
     picked = q.calibration_texts(tok, [f"t{i}" for i in range(50)], n=5, seed=1)
     assert len(picked) == 5 and picked == q.calibration_texts(

@@ -20,8 +20,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["fit_window", "IM_START", "IM_END", "ROLES", "YI_CHAT_TEMPLATE", "YI15_CHAT_TEMPLATE", "TEMPLATES",
-           "validate_messages", "render", "stop_token_ids", "ensure_pad_token", "default_template",
+__all__ = ["IM_START", "IM_END", "YI_CHAT_TEMPLATE", "YI15_CHAT_TEMPLATE", "validate_messages",
+           "render", "stop_token_ids", "ensure_pad_token", "default_template",
            "SAMPLING_KNOBS", "greedy_overrides", "cut_at_stop", "chat", "chat_batch",
            "Conversation", "ReplyStream", "TokenView"]
 

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
-__all__ = ["LANGUAGES", "SPLITS", "data_path", "heldout_text", "load_conversations",
+__all__ = ["LANGUAGES", "data_path", "heldout_text", "load_conversations",
            "calibration_conversations", "read_jsonl"]
 
 LANGUAGES = ("en", "zh")

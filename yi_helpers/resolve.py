@@ -29,8 +29,8 @@ from urllib.parse import urlparse
 
 from .models import ModelSpec, known_models, spec
 
-__all__ = ["ModelSource", "ModelNotAvailableError", "resolve_model", "is_hub_id", "download",
-           "quantization_config", "quant_method", "require_safetensors", "SNAPSHOT_PATTERNS"]
+__all__ = ["ModelSource", "ModelNotAvailableError", "resolve_model", "download",
+           "quantization_config", "quant_method"]
 
 #: What :func:`download` fetches from a hub repository: configs, tokenizer files and
 #: safetensors weights. Never pickled ``*.bin`` weights, never Python code.

@@ -17,9 +17,8 @@ import torch
 from .chat import (SAMPLING_KNOBS, cut_at_stop, default_template, ensure_pad_token,
                    greedy_overrides, render, stop_token_ids)
 
-__all__ = ["YI_BASE_SAMPLING", "YI_CHAT_SAMPLING", "YI_DEMO_SAMPLING", "check_sampling_args",
-           "check_logits", "transform", "kept", "entropy_bits", "NextToken",
-           "next_token_distribution", "ngrams", "distinct_n", "repeated_ngram_rate", "sample",
+__all__ = ["YI_BASE_SAMPLING", "YI_CHAT_SAMPLING", "YI_DEMO_SAMPLING", "transform", "kept",
+           "entropy_bits", "next_token_distribution", "repeated_ngram_rate", "sample",
            "mean_log_likelihood", "measure"]
 
 #: Settings the Yi README and demos use.

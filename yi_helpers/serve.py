@@ -41,11 +41,9 @@ from typing import Any, Iterator, Sequence
 from .devices import dtype_name, load_dtype, resolve_device
 from .resolve import resolve_model
 
-__all__ = ["LOOPBACK", "YI_CHAT_STOP_IDS", "PortInUseError", "ServerStartError", "port_is_free",
-           "free_port", "redact_paths", "tail", "server_target", "pick_device", "server_command",
-           "Server", "serve", "VOLATILE_FIELDS", "response_json", "error_info", "percentile",
-           "RequestResult", "LoadResult", "load_test", "vllm_command", "vllm_stop_body",
-           "shell_line"]
+__all__ = ["LOOPBACK", "PortInUseError", "port_is_free", "free_port", "tail", "pick_device",
+           "server_command", "Server", "serve", "response_json", "error_info", "load_test",
+           "vllm_command", "vllm_stop_body", "shell_line"]
 
 LOOPBACK = "127.0.0.1"
 

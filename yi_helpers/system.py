@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["cpu_name", "BF16_FLAGS", "cpu_flags", "native_bf16", "cpu_features", "machine_summary",
-           "in_notebook", "progress", "NotebookProgress", "quiet_gptqmodel_banner", "import_gptqmodel", "quiet_backends",
-           "quiet_hf_progress",
+__all__ = ["cpu_features", "machine_summary", "in_notebook", "progress",
+           "quiet_gptqmodel_banner", "import_gptqmodel", "quiet_backends", "quiet_hf_progress",
            "artifact_dir"]
 
 

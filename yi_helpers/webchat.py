@@ -34,8 +34,8 @@ from .chat import Conversation, chat, default_template  # noqa: E402
 from .long_context import context_window  # noqa: E402
 from .serve import LOOPBACK, PortInUseError, free_port, port_is_free  # noqa: E402
 
-__all__ = ["Settings", "YI_DEMO", "BackendError", "Backend", "LocalBackend", "OpenAIBackend",
-           "Reply", "ChatApp", "text_of", "build_ui", "launch", "connect"]
+__all__ = ["Settings", "YI_DEMO", "LocalBackend", "OpenAIBackend", "ChatApp", "text_of",
+           "build_ui", "launch", "connect"]
 
 logger = logging.getLogger(__name__)
 

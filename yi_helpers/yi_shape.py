@@ -14,8 +14,7 @@ from typing import Any
 
 from .models import ModelSpec, spec
 
-__all__ = ["yi_config", "tiny_yi_config", "random_model", "YI_SPECIAL_TOKENS", "YI_CHAT_GENERATION",
-           "STANDIN_SIZES", "standin_tokenizer", "standin_config", "build_standin", "standin"]
+__all__ = ["yi_config", "tiny_yi_config", "random_model", "standin"]
 
 
 def yi_config(model: str | ModelSpec = "01-ai/Yi-6B", **overrides: Any):

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["SCHEMA_VERSION", "SCHEMA", "results_record", "validate", "write_results"]
+__all__ = ["SCHEMA", "results_record", "validate", "write_results"]
 
 SCHEMA_VERSION = 2  # 2: speed records name their KV cache ("dynamic" | "static") and "compiled"
 

@@ -21,9 +21,8 @@ from ..measure import peak_rss_mb, reset_peak_rss, rss_mb
 from ..units import GB, MB
 
 __all__ = ["median_min_max", "measure_generation", "decode_tokens_per_s", "compile_decode",
-           "break_even_tokens",
-           "dtype_speedup", "greedy_tokens", "kv_bytes_per_token", "measure_bandwidth_gbs",
-           "decode_roofline_tokens_per_s", "roofline", "random_prompt"]
+           "dtype_speedup", "kv_bytes_per_token", "measure_bandwidth_gbs",
+           "decode_roofline_tokens_per_s", "roofline"]
 
 def median_min_max(values: list[float]) -> dict[str, float]:
     """How the hub reports repeated timings: median, min and max."""
@@ -149,21 +148,6 @@ def compile_decode(model, *, batch_size: int = 1, prompt_len: int = 128, new_tok
     _one_generation(model, ids, new_tokens, static_cache=True, cache_len=prompt_len + new_tokens,
                     decode_forward=forward)
     return forward, time.perf_counter() - start
-
-
-def break_even_tokens(base_tok_s: float, faster_tok_s: float, extra_s: float) -> float | None:
-    """Generated tokens after which a one-time cost of ``extra_s`` seconds (a compile) is paid
-    back by decoding at ``faster_tok_s`` instead of ``base_tok_s``; ``None`` when the faster
-    path saves nothing (it never pays back).
-
-    Each token saves ``1/base - 1/faster`` seconds, so the break-even is ``extra_s`` divided by
-    that saving. Example: 10 → 20 tok/s saves 0.05 s a token: a 30 s compile pays back after
-    600 tokens.
-    """
-    if base_tok_s <= 0 or faster_tok_s <= 0 or extra_s < 0:
-        raise ValueError("speeds must be > 0 tokens/s and the extra time >= 0 s")
-    saved = 1 / base_tok_s - 1 / faster_tok_s
-    return extra_s / saved if saved > 0 else None
 
 
 def dtype_speedup(speed: list[dict], dtype: str = "bfloat16", base: str = "float32") -> dict | None:

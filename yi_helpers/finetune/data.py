@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..corpus import read_jsonl
 from ..chat import IM_END, default_template, render, validate_messages
 
-__all__ = ["IGNORE_INDEX", "parse_yi_prompt", "convert_yi_sft", "tokenize_chat", "learned_text"]
+__all__ = ["IGNORE_INDEX", "convert_yi_sft", "tokenize_chat", "learned_text"]
 
 IGNORE_INDEX = -100
 _TURN = re.compile(r"(Human|Assistant):")

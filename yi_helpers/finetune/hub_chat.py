@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SYSTEM_PROMPT", "Fact", "FACTS", "FACT_BY_TOPIC", "answer_has_fact", "build",
+__all__ = ["SYSTEM_PROMPT", "Fact", "FACT_BY_TOPIC", "answer_has_fact", "build",
            "heldout_questions", "write"]
 
 #: The system prompt of about half of the conversations, and of the held-out evaluation.

@@ -29,8 +29,7 @@ from ..units import GB
 #: The seven projections of a Llama block that lesson 04 adapts with LoRA.
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-__all__ = ["METHODS", "FULL_STATE_BYTES", "LORA_PARAM_BYTES", "LAYER_ACTIVATION_BYTES",
-           "lora_parameters", "lora_share", "TrainingMemory", "training_memory", "memory_table"]
+__all__ = ["METHODS", "lora_parameters", "lora_share", "training_memory", "memory_table"]
 
 METHODS = ("full-bf16", "lora-bf16", "qlora-4bit")
 #: Bytes per trainable parameter beyond its weight: bf16 grad + fp32 master + AdamW moments.

@@ -14,8 +14,8 @@ from typing import Any, Sequence
 import torch
 
 __all__ = ["rtn_codes", "rtn_quantize", "dequantize_codes", "rtn_quantize_model",
-           "gptq_quantize_weight", "awq_scales", "AWQ_PACK_ORDER", "pack_awq_gemm",
-           "layer_inputs", "output_error"]
+           "gptq_quantize_weight", "awq_scales", "pack_awq_gemm", "layer_inputs",
+           "output_error"]
 
 # ---------------------------------------------------------------------------------------------
 # Round-to-nearest, by hand

@@ -39,9 +39,7 @@ from ..system import import_gptqmodel, quiet_backends
 from .algorithms import awq_scales, dequantize_codes, pack_awq_gemm, rtn_codes
 from .reload import dequantize, disk_size
 
-__all__ = ["SUPPORTED", "BACKENDS", "DEFAULT_CALIBRATION_SAMPLES", "AWQ_SEARCH_TOKENS",
-           "UnsupportedQuantizationError", "check_supported", "calibration_texts",
-           "QuantizeResult", "quantize"]
+__all__ = ["UnsupportedQuantizationError", "calibration_texts", "quantize"]
 
 #: method -> supported bits. ``gptq`` comes from GPTQModel; ``awq`` is written out here (scale
 #: search, folding, AWQ's GEMM file format) and loads through GPTQModel's kernels;
