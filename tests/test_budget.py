@@ -12,6 +12,9 @@ from budget import (CELL_LIMIT_S, LESSON_LIMIT_S, REFERENCE, ledger_lines, lesso
                     read_budget, speed_factor)
 from conftest import discover_notebooks
 
+PLANNED_LESSONS = 13  # lessons 11-13: issues #47 (JSON and tools), #48 (RAG), #49 (DPO)
+RESERVE_PER_LESSON_S = 120  # full + smoke + recipe runs of one planned lesson, reference seconds
+
 TABLE = """
 <!-- budget-table -->
 | part | reference host, s | what |
@@ -87,11 +90,17 @@ def test_every_lesson_has_its_allocations_within_the_rules():
         assert budget[f"{number} full"] <= LESSON_LIMIT_S, f"{notebook.name}: full run"
         assert budget[f"{number} smoke"] <= 60, f"{notebook.name}: smoke run"
         assert budget[f"{number} recipe"] <= 90, f"{notebook.name}: recipe run"
-    for part in ("setup", "unit", "extra"):
+    for part in ("setup", "unit", "extra", "reserve"):
         assert part in budget
     lessons = sum(budget[f"{nb.name[:2]} {kind}"] for nb in discover_notebooks()
                   for kind in ("full", "smoke", "recipe"))
-    assert budget["setup"] + budget["unit"] + lessons <= 40 * 60, "make test within 40 minutes"
+    # Room for the lessons planned beyond today's (issues #47-#49: thirteen in all), each at
+    # least RESERVE_PER_LESSON_S for its three runs; a new lesson's rows replace its share.
+    missing = PLANNED_LESSONS - len(discover_notebooks())
+    assert budget["reserve"] >= missing * RESERVE_PER_LESSON_S, (
+        f"the reserve must hold {missing} more lessons at {RESERVE_PER_LESSON_S} s each")
+    assert budget["setup"] + budget["unit"] + lessons + budget["reserve"] <= 40 * 60, (
+        "make test within 40 minutes, with room for the planned lessons")
 
 
 @pytest.mark.slow
