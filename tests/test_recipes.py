@@ -43,7 +43,7 @@ QUICK_SIZES: dict[str, dict[str, object]] = {
 
 def inputs_for(lesson: str) -> dict[str, str]:
     """Files a lesson's recipe reads, as a learner would pass their own: the hub's data files,
-    the embedded model's GGUF."""
+    the embedded model's GGUF, lesson 06's lm_eval task."""
     from yi_helpers import embedded
     from yi_helpers.corpus import data_path
 
@@ -52,6 +52,10 @@ def inputs_for(lesson: str) -> dict[str, str]:
     inputs = {name: str(data_path(file)) for name, file in files.get(lesson, {}).items()}
     if lesson == "08":
         inputs["GGUF"] = str(embedded.gguf_path())
+    if lesson == "06":  # the hub's questions as an lm_eval task, as the lesson writes them
+        from yi_helpers.bench import lm_eval_task_dir
+
+        inputs["LM_EVAL_TASKS"], inputs["LM_EVAL_TASK"] = map(str, lm_eval_task_dir("en", limit=8))
     return inputs
 
 

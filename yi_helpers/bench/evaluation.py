@@ -5,20 +5,16 @@
   the packaged held-out texts, so their numbers compare.
 - :func:`evaluate_mc` scores the hub's multiple-choice questions (:func:`load_questions`) in
   the MMLU / C-Eval prompt formats the Yi team described, both by the log-likelihood of each
-  option letter and by the generated answer; :func:`lm_eval_mc` runs the same questions and
-  prompts through lm-evaluation-harness.
+  option letter and by the generated answer. :func:`lm_eval_task_dir` writes the same questions
+  and prompts as an lm-evaluation-harness task, and :func:`lm_eval_predictions` reads what
+  ``lm_eval.simple_evaluate`` answered on it, question by question.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import math
-import os
 import re
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,7 +29,7 @@ from ..corpus import LANGUAGES, data_path
 __all__ = ["LETTERS", "LANGUAGES", "load_questions", "header", "build_prompt", "dev_shots",
            "evaluate_mc", "evaluate_cloze", "accuracy_interval", "perplexity",
            "TextPrediction", "text_prediction", "lm_eval_task_dir", "lm_eval_yi_mmlu_dir",
-           "lm_eval_mc"]
+           "lm_eval_predictions"]
 
 LETTERS = ("A", "B", "C", "D")
 
@@ -423,15 +419,16 @@ metadata:
 
 
 def lm_eval_task_dir(lang: str, *, limit: int | None = None, folder: str | Path | None = None,
-                     name: str | None = None) -> tuple[Path, str]:
+                     name: str | None = None, shots: int = 0) -> tuple[Path, str]:
     """Write a custom lm-evaluation-harness task for the hub's questions: a YAML file and local
-    JSON data (test and dev splits), with the same header, question format, answer cue and
-    option continuation (" A") as :func:`build_prompt`. Returns (folder, task name)."""
+    JSON data, with the same header, question format, answer cue and option continuation
+    (" A") as :func:`build_prompt`, and ``shots`` examples of each question's subject before it.
+    Returns (folder, task name), for ``TaskManager(include_path=folder)``."""
     folder = Path(folder or tempfile.mkdtemp(prefix="yi-lm-eval-"))
     folder.mkdir(parents=True, exist_ok=True)
     name = name or f"yi_hub_mc_{lang}"
     tests = load_questions(lang, "test", limit=limit)
-    shots = {q["subject"]: dev_shots(lang, q["subject"], 5) for q in tests}
+    examples = {q["subject"]: dev_shots(lang, q["subject"], 5) for q in tests}
 
     def doc(q: dict) -> dict:
         return {"id": q["id"], "subject": q["subject"],
@@ -439,8 +436,8 @@ def lm_eval_task_dir(lang: str, *, limit: int | None = None, folder: str | Path 
                 "label": LETTERS.index(q["answer"]), "answer": q["answer"]}
 
     # lm_eval draws few-shot examples from one split; our examples depend on the subject, so each
-    # test row carries its own subject's examples, and the YAML places them (k set per run)
-    rows = [{**doc(q), "shots": [doc(s) for s in shots[q["subject"]]]} for q in tests]
+    # test row carries its own subject's examples, and the YAML places the first `shots` of them
+    rows = [{**doc(q), "shots": [doc(s) for s in examples[q["subject"]]]} for q in tests]
     with open(folder / f"{name}_test.json", "w", encoding="utf-8") as f:
         json.dump(rows, f, ensure_ascii=False)
     yaml = f"""task: {name}
@@ -450,7 +447,7 @@ dataset_kwargs:
     test: {json.dumps(str(folder / f"{name}_test.json"))}
 test_split: test
 output_type: multiple_choice
-doc_to_text: "{{{{header}}}}\\n\\n{{% for s in shots[:num_shots|int] %}}{{{{s.text}}}} {{{{s.answer}}}}\\n\\n{{% endfor %}}{{{{text}}}}"
+doc_to_text: "{{{{header}}}}\\n\\n{{% for s in shots[:{shots}] %}}{{{{s.text}}}} {{{{s.answer}}}}\\n\\n{{% endfor %}}{{{{text}}}}"
 doc_to_target: label
 target_delimiter: {json.dumps(TARGET_DELIMITER)}
 {_LM_EVAL_SCORING}"""
@@ -500,52 +497,15 @@ fewshot_delimiter: {json.dumps(SHOT_DELIMITER)}
     return folder
 
 
-def lm_eval_mc(pretrained: str | Path, lang: str = "en", *, shots: int = 0,
-               limit: int | None = None, dtype: str = "float32", device: str = "cpu",
-               batch_size: int = 1) -> dict:
-    """Run the hub's questions through lm-evaluation-harness (``hf`` model type, custom local
-    task, offline). Returns ``acc``, ``n`` and ``preds`` (question id → predicted letter)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
-    with tempfile.TemporaryDirectory(prefix="yi-lm-eval-") as tmp:
-        folder, name = lm_eval_task_dir(lang, limit=limit, folder=tmp)
-        text = (folder / f"{name}.yaml").read_text(encoding="utf-8")
-        (folder / f"{name}.yaml").write_text(text.replace("num_shots|int", str(shots)),
-                                             encoding="utf-8")
-        start = time.perf_counter()
-        # The Yi team scored raw prompts, not chat-formatted ones, so the chat template is off on
-        # purpose; lm_eval warns about that with the model's local path: keep it out of lessons.
-        quiet = logging.getLogger("lm_eval.evaluator")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        # lm_eval, datasets and transformers each draw progress bars on stderr (25 chunks in a
-        # lesson's output for 8 questions): keep them, and show them only if the run fails
-        bars = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(bars):
-                results = lm_eval.simple_evaluate(
-                    model="hf", model_args={"pretrained": str(pretrained), "dtype": dtype,
-                                            "device": device},
-                    # include_defaults=False: only this task, not an index of lm_eval's ~14,700
-                    # built-in ones (6-15 s on this CPU, each call)
-                    tasks=[name],
-                    task_manager=TaskManager(include_path=str(folder), include_defaults=False),
-                    num_fewshot=0, batch_size=batch_size, log_samples=True, verbosity="ERROR")
-        except Exception:
-            sys.stderr.write(bars.getvalue()[-4000:])
-            raise
-        finally:
-            quiet.setLevel(level)
-        seconds = time.perf_counter() - start
-    samples = results["samples"][name]
+def lm_eval_predictions(results: dict, task: str, *, lang: str = "en", shots: int = 0) -> dict:
+    """What ``lm_eval.simple_evaluate(..., log_samples=True)`` answered on ``task``: ``acc``,
+    ``n``, ``preds`` (question id: the letter of highest log-likelihood) and the first
+    ``prompt``, to compare question by question with :func:`evaluate_mc`."""
+    samples = results["samples"][task]
     preds = {}
-    for s in samples:
-        lls = [r[0] for r in s["filtered_resps"]]
-        preds[s["doc"]["id"]] = LETTERS[max(range(len(lls)), key=lls.__getitem__)]
-    acc = results["results"][name]["acc,none"]
-    return {"lang": lang, "shots": shots, "n": len(samples), "acc": acc, "preds": preds,
-            "prompt": samples[0]["arguments"][0][0] if samples else "",
-            "seconds": round(seconds, 2)}
+    for sample in samples:
+        lls = [r[0] for r in sample["filtered_resps"]]
+        preds[sample["doc"]["id"]] = LETTERS[max(range(len(lls)), key=lls.__getitem__)]
+    return {"lang": lang, "shots": shots, "n": len(samples),
+            "acc": results["results"][task]["acc,none"], "preds": preds,
+            "prompt": samples[0]["arguments"][0][0] if samples else ""}
