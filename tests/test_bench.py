@@ -12,7 +12,7 @@ import torch
 from yi_helpers import bench
 from yi_helpers.bench import evaluation, results, speed
 from yi_helpers import measure
-from yi_helpers.yi_shape import random_model, tiny_yi_config
+from yi_shape import random_model, tiny_yi_config
 
 
 # ----------------------------------------------------------------------------- data and prompts
@@ -156,7 +156,7 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():
 
 @pytest.fixture(scope="module")
 def tiny():
-    from yi_helpers.yi_shape import tiny_yi_config
+    from yi_shape import tiny_yi_config
 
     return random_model(tiny_yi_config(), dtype=torch.float32)
 
@@ -274,7 +274,7 @@ def test_text_prediction_tells_a_trained_model_from_random_weights(embedded):
     trained = text_prediction(model, tokenizer)
     assert trained.trained and trained.vs_chance > TRAINED_VS_CHANCE
     assert "checks of what it learned apply" in str(trained)
-    from yi_helpers.yi_shape import standin_config  # vocabulary 64,000 > the tokenizer's
+    from yi_shape import standin_config  # vocabulary 64,000 > the tokenizer's
 
     noise = text_prediction(random_model(standin_config("tiny"), dtype=torch.float32), tokenizer)
     assert not noise.trained and noise.vs_chance < 2 and "skipped" in str(noise)

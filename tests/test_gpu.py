@@ -13,7 +13,7 @@ from conftest import ROOT
 from gpu_report import GpuReport
 from yi_helpers.bench.speed import (decode_roofline_tokens_per_s, decode_tokens_per_s,
                                     measure_bandwidth_gbs)
-from yi_helpers.yi_shape import random_model, tiny_yi_config
+from yi_shape import random_model, tiny_yi_config
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +220,7 @@ def test_yi_standin_mode_runs_the_lessons_on_the_standin(tmp_path):
     tiny one in a smoke run). Lesson 01 keeps this quick; the per-lesson parameters (lesson 05's
     methods) are checked below, and every lesson's smoke run on this stand-in is
     tests/test_notebooks_smoke.py."""
-    from yi_helpers.yi_shape import standin
+    from yi_shape import standin
 
     data = dry_run(tmp_path, "--yi-standin", "-k", "01_", "--skip-yi")
     (nb,) = data["notebooks"]

@@ -145,14 +145,14 @@ def test_planner_gives_the_published_gguf_sizes():
 @pytest.fixture(scope="module")
 def standin_gguf(tmp_path_factory):
     from yi_helpers.llamacpp import gguf_from_hf
-    from yi_helpers.yi_shape import standin
+    from yi_shape import standin
 
     folder = tmp_path_factory.mktemp("standin-gguf")
     return {q: gguf_from_hf(standin("tiny"), folder / f"standin-{q}.gguf", q) for q in ("F32", "Q8_0")}
 
 
 def test_gguf_from_hf_keeps_the_config_and_the_tokenizer(standin_gguf):
-    from yi_helpers.yi_shape import YI_SPECIAL_TOKENS, standin_config
+    from yi_shape import YI_SPECIAL_TOKENS, standin_config
 
     info = inspect_gguf(standin_gguf["F32"])
     config = standin_config("tiny")
@@ -172,7 +172,7 @@ def test_load_gguf_weights_round_trip_and_wrong_model(standin_gguf):
 
     from yi_helpers import load
     from yi_helpers.llamacpp import load_gguf_weights
-    from yi_helpers.yi_shape import standin
+    from yi_shape import standin
 
     model, _ = load(str(standin("tiny")), device="cpu", dtype="float32")
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -196,7 +196,7 @@ def test_a_converted_gguf_gives_the_same_greedy_tokens_in_both_engines(standin_g
     from yi_helpers import load
     from yi_helpers.bench import measure_generation
     from yi_helpers.llamacpp import measure_llamacpp
-    from yi_helpers.yi_shape import standin
+    from yi_shape import standin
 
     model, tok = load(str(standin("tiny")), device="cpu", dtype="float32")
     ids = tok.apply_chat_template([{"role": "user", "content": "Hello, who are you? 你好"}],

@@ -17,7 +17,7 @@ from yi_helpers.long_context import (NEEDLES, ContextTooLongError, build_haystac
 def tiny():
     from transformers import LlamaConfig
 
-    from yi_helpers.yi_shape import random_model
+    from yi_shape import random_model
 
     config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -143,7 +143,7 @@ def test_chat_refuses_a_prompt_longer_than_the_window_at_once(caplog):
 
     from yi_helpers import load
     from yi_helpers.chat import chat
-    from yi_helpers.yi_shape import standin
+    from yi_shape import standin
 
     model, tok = load(str(standin("tiny")), device="cpu", dtype="float32")  # a 4,096-token window
     long_message = [{"role": "user", "content": "hello world " * 3000}]

@@ -2,7 +2,7 @@
 
 ``make test`` runs each lesson twice: once in full on the embedded model under nbval (outputs
 compared with the committed ones), and once here, with ``smoke=True`` (short sizes and step
-counts) on the tiny Yi-Chat stand-in (``yi_helpers.yi_shape.standin``: Yi-6B-Chat's vocabulary,
+counts) on the tiny Yi-Chat stand-in (``tools/yi_shape.py``'s ``standin``: Yi-6B-Chat's vocabulary,
 special token ids, GQA ratio, rope theta, chat template and sampling generation config, random
 weights), as a GPU user runs a lesson with ``MODEL = "01-ai/Yi-6B-Chat"`` and as the GPU runner
 (``tools/gpu_check.py --yi-standin``) runs it. A third run, at the lesson's own sizes on the
@@ -22,7 +22,7 @@ import pytest
 
 from conftest import ROOT, discover_notebooks
 from run_notebooks import run  # tools/, put on the path by conftest
-from yi_helpers.yi_shape import standin
+from yi_shape import standin
 
 NOTEBOOKS = discover_notebooks()
 

@@ -1,4 +1,4 @@
-"""yi_helpers.yi_shape and measure.inference_peak_gb: Yi-shaped random models, checked on the
+"""tools/yi_shape.py and measure.inference_peak_gb: Yi-shaped random models, checked on the
 CPU at a tiny scale."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 
 from yi_helpers.measure import inference_peak_gb
 from yi_helpers.models import spec
-from yi_helpers.yi_shape import random_model, tiny_yi_config, yi_config
+from yi_shape import random_model, tiny_yi_config, yi_config
 
 
 @pytest.mark.parametrize("model", ["01-ai/Yi-6B", "01-ai/Yi-34B", "01-ai/Yi-1.5-9B"])
@@ -48,7 +48,7 @@ def tiny_model():
 
 @pytest.fixture(scope="module")
 def standin_dir(tmp_path_factory):
-    from yi_helpers.yi_shape import build_standin
+    from yi_shape import build_standin
 
     return build_standin(tmp_path_factory.mktemp("standin") / "yi-chat-standin-tiny")
 
@@ -96,7 +96,7 @@ def test_standin_loads_and_stops_at_im_end(standin_dir):
 def test_standin_is_the_same_every_time(standin_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from yi_helpers.yi_shape import build_standin
+    from yi_shape import build_standin
 
     again = build_standin(tmp_path / "again")
     assert (again / "tokenizer.json").read_bytes() == (standin_dir / "tokenizer.json").read_bytes()
@@ -107,7 +107,7 @@ def test_standin_is_the_same_every_time(standin_dir, tmp_path):
 def test_full_size_standin_has_yi_6b_chat_dimensions():
     from transformers import LlamaForCausalLM
 
-    from yi_helpers.yi_shape import standin_config
+    from yi_shape import standin_config
 
     with torch.device("meta"):
         meta = LlamaForCausalLM(standin_config("6b"))

@@ -196,7 +196,7 @@ def run_yi(report, batches: list[int], context: int, skip_4bit: bool, *,
     from yi_helpers.bench.speed import measure_bandwidth_gbs
     from yi_helpers.measure import inference_peak_gb
     from yi_helpers.models import planned_weight_bytes, spec, spec_from_config
-    from yi_helpers.yi_shape import random_model, yi_config
+    from yi_shape import random_model, yi_config
 
     s = spec(model_id) if config is None else spec_from_config(config, id=model_id, kind="base")
     config = yi_config(s) if config is None else config
@@ -266,7 +266,7 @@ def run_long_context(report, lengths: list[int], *, model_id: str = "01-ai/Yi-6B
     from yi_helpers.long_context import measure_prefill
     from yi_helpers.models import estimate_memory, spec, spec_from_config
     from yi_helpers.units import GB, MB
-    from yi_helpers.yi_shape import random_model, yi_config
+    from yi_shape import random_model, yi_config
 
     s = spec(model_id) if config is None else spec_from_config(config, id=model_id, kind="base")
     config = yi_config(s) if config is None else config
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     print(wheel_report(problems, needs), flush=True)
 
     from gpu_report import GpuReport
-    from yi_helpers.yi_shape import tiny_yi_config
+    from yi_shape import tiny_yi_config
 
     device = "cpu" if args.dry_run else "cuda"
     report = GpuReport(device=DRY_RUN_DEVICE if args.dry_run else torch.cuda.get_device_name(0),
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         why = "--skip-notebooks" if args.skip_notebooks else "--dry-run without -k"
         report.skipped.append(f"notebooks: {why}")
     elif args.yi_standin:
-        from yi_helpers.yi_shape import standin
+        from yi_shape import standin
 
         size = "tiny" if args.dry_run else "6b"
         start = time.perf_counter()

@@ -4,8 +4,9 @@ Modules are named for their job (``docs/architecture.md`` draws them): ``models`
 family and a memory planner), ``resolve`` (what a model name means), ``devices`` (what
 ``"auto"`` means), ``loading`` (``load()``, plain and quantized), ``embedded`` (the offline
 SmolLM2 model), ``chat``, ``sampling``, ``measure`` and ``units`` (bytes and memory),
-``bench`` (speed and quality), ``quantize``, ``finetune``, ``serve``, ``yi_shape`` (Yi-shaped
-random models) and ``system`` (machine facts).
+``bench`` (speed and quality), ``quantize``, ``finetune``, ``serve`` and ``system`` (machine
+facts). The Yi-shaped random models the tests and the GPU runner use live in
+``tools/yi_shape.py``, outside the learners' package.
 
 ``load`` and its errors are imported on first use: they pull in transformers (seconds), which
 ``yi_helpers.models`` and the others that need no model do not.

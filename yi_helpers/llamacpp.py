@@ -233,7 +233,7 @@ def _pre_tokenizer(tokenizer: Any) -> str:
 def gguf_from_hf(model_dir: str | os.PathLike, out_path: str | os.PathLike, qtype: str = "F16"
                  ) -> Path:
     """Write a local Llama-architecture folder with a byte-level BPE tokenizer (the Yi stand-in
-    of :mod:`yi_helpers.yi_shape`, the embedded model's folder) as a GGUF: what llama.cpp's
+    of ``tools/yi_shape.py``, the embedded model's folder) as a GGUF: what llama.cpp's
     ``convert_hf_to_gguf.py`` does, for these models only. Config numbers become metadata, the
     vocabulary, merges, special tokens and chat template go in as the tokenizer, tensors get
     GGUF's names (the gguf package's name map) and q/k rows GGUF's rotary order. ``qtype``:

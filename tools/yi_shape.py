@@ -1,5 +1,7 @@
 """Yi-shaped models with random weights, built from a config: shape and convention checks.
 
+A tool of the tests and the GPU runner (``tools/gpu_check.py``), not of the learners' package.
+
 No download is needed: the config comes from the Yi registry (:mod:`yi_helpers.models`), so a
 machine without hub access can still build a model with Yi-6B's layers and measure what it
 costs. Such a model knows nothing (its weights are random); it checks shapes, memory and
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .models import ModelSpec, spec
+from yi_helpers.models import ModelSpec, spec
 
 __all__ = ["yi_config", "tiny_yi_config", "random_model", "standin"]
 
@@ -87,11 +89,11 @@ def standin_tokenizer(texts: Any = None):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from .chat import YI_CHAT_TEMPLATE
-    from .corpus import calibration_conversations, heldout_text, load_conversations
+    from yi_helpers.chat import YI_CHAT_TEMPLATE
+    from yi_helpers.corpus import calibration_conversations, heldout_text, load_conversations
 
     if texts is None:
-        from .bench.evaluation import build_prompt, load_questions
+        from yi_helpers.bench.evaluation import build_prompt, load_questions
 
         rows = load_conversations("train") + calibration_conversations()
         texts = [m["content"] for row in rows for m in row["messages"]]
@@ -152,7 +154,7 @@ def build_standin(out_dir: Any, size: str = "tiny", *, seed: int = 0, dtype: Any
     import torch
     from transformers import GenerationConfig
 
-    from .system import quiet_hf_progress
+    from yi_helpers.system import quiet_hf_progress
 
     out = Path(out_dir).expanduser()
     config = standin_config(size)
@@ -178,7 +180,7 @@ def build_standin(out_dir: Any, size: str = "tiny", *, seed: int = 0, dtype: Any
 def standin(size: str = "tiny"):
     """The stand-in's folder in the hub's cache (``<cache>/standins/yi-chat-standin-<size>``),
     built once (:func:`build_standin`, seed 0); name it as a lesson's ``MODEL``."""
-    from .embedded import cache_dir
+    from yi_helpers.embedded import cache_dir
 
     folder = cache_dir() / "standins" / f"yi-chat-standin-{size}"
     if not (folder / "config.json").is_file():
