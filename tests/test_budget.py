@@ -13,7 +13,7 @@ from budget import (CELL_LIMIT_S, LESSON_LIMIT_S, REFERENCE, ledger_lines, lesso
 from conftest import discover_notebooks
 
 PLANNED_LESSONS = 13  # lessons 11-13: issues #47 (JSON and tools), #48 (RAG), #49 (DPO)
-RESERVE_PER_LESSON_S = 120  # full + smoke + recipe runs of one planned lesson, reference seconds
+RESERVE_PER_LESSON_S = 110  # full + smoke + recipe runs of one planned lesson, reference seconds
 
 TABLE = """
 <!-- budget-table -->
