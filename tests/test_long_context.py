@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from yi_helpers.long_context import (NEEDLES, ContextTooLongError, build_haystack, cache_bytes,
-                                     check_fits, context_window, kv_cache_bytes, loss_by_position,
+                                     check_window, context_window, kv_cache_bytes, loss_by_position,
                                      max_batch, measure_prefill, needle_found, rope_inv_freq,
                                      with_rope_scaling)
 
@@ -50,9 +50,9 @@ def test_context_window_and_clear_errors(tiny):
     assert context_window(tiny.config) == 256
     scaled = with_rope_scaling(tiny.config, "dynamic", 4)
     assert context_window(scaled) == 1024 and tiny.config.max_position_embeddings == 256
-    check_fits(tiny.config, 256)
+    check_window(tiny.config, 256)
     with pytest.raises(ContextTooLongError, match="rope_scaling|RoPE scaling"):
-        check_fits(tiny.config, 257)
+        check_window(tiny.config, 257)
     with pytest.raises(ContextTooLongError):
         measure_prefill(tiny, torch.arange(300)[None])
     with pytest.raises(ValueError, match="linear, dynamic or yarn"):

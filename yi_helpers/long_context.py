@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 from .models import ModelSpec, estimate_memory, spec, spec_from_config
 
-__all__ = ["ContextTooLongError", "context_window", "check_fits", "kv_cache_bytes",
+__all__ = ["ContextTooLongError", "context_window", "check_window", "kv_cache_bytes",
            "cache_bytes", "measure_prefill", "filler_ids", "ask_needle", "loss_by_position",
            "rope_inv_freq", "with_rope_scaling", "max_batch"]
 
@@ -46,7 +46,7 @@ def context_window(config: Any) -> int:
     return window
 
 
-def check_fits(config: Any, n_tokens: int) -> None:
+def check_window(config: Any, n_tokens: int) -> None:
     """Raise :class:`ContextTooLongError` when ``n_tokens`` exceed the model's window."""
     window = context_window(config)
     if n_tokens > window:
@@ -101,7 +101,7 @@ def measure_prefill(model: Any, ids: Any, *, chunk: int | None = None,
     device = next(model.parameters()).device
     ids = ids.to(device)
     n = ids.shape[1]
-    check_fits(model.config, n + decode_steps)
+    check_window(model.config, n + decode_steps)
     cuda = device.type == "cuda"
     release_memory()
     if cuda:
@@ -242,7 +242,7 @@ def ask_needle(model: Any, tokenizer: Any, n_tokens: int, depth: float, *, lang:
     hay = build_haystack(tokenizer, n_tokens, depth, lang=lang)
     ids = needle_prompt(tokenizer, hay)
     if strict:
-        check_fits(model.config, len(ids) + max_new_tokens)
+        check_window(model.config, len(ids) + max_new_tokens)
     device = next(model.parameters()).device
     with torch.no_grad():
         out = model.generate(torch.tensor([ids], device=device), max_new_tokens=max_new_tokens,
@@ -268,7 +268,7 @@ def loss_by_position(model: Any, ids: Sequence[int], *, bucket: int = 256,
     import torch.nn.functional as F
 
     if strict:
-        check_fits(model.config, len(ids))
+        check_window(model.config, len(ids))
     device = next(model.parameters()).device
     x = torch.tensor([list(ids)], device=device)
     losses = []
