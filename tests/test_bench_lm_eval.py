@@ -13,6 +13,38 @@ from yi_helpers.bench import evaluation
 # check cell and prints it in a cell nbval compares (section 6), so no unit test repeats the run.
 
 
+@pytest.mark.parametrize("shots", [0, 2])
+def test_the_hub_task_renders_the_hub_prompt_with_its_shots(tmp_path, shots):
+    """bench.lm_eval_task_dir: the YAML's prompt, rendered as lm_eval renders it, is the prompt
+    bench.build_prompt writes with the same number of the subject's examples."""
+    import jinja2
+    import json
+
+    import yaml
+
+    folder, name = bench.lm_eval_task_dir("en", limit=2, folder=tmp_path, shots=shots)
+    task = yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8"))
+    rows = json.loads((folder / f"{name}_test.json").read_text(encoding="utf-8"))
+    for q, row in zip(bench.load_questions("en", limit=2), rows):
+        text = jinja2.Template(task["doc_to_text"]).render(**row)
+        assert text == bench.build_prompt(q, "en", bench.dev_shots("en", q["subject"], shots))
+
+
+def test_lm_eval_predictions_reads_each_questions_best_option():
+    """The record lm_eval.simple_evaluate(..., log_samples=True) returns, as lesson 06 reads it:
+    per question, the option of highest log-likelihood; lm_eval's own accuracy alongside."""
+    def sample(qid, lls, prompt):  # one (log-likelihood, is-greedy) pair per option A-D
+        return {"doc": {"id": qid}, "filtered_resps": [(ll, False) for ll in lls],
+                "arguments": [(prompt, " A")]}
+
+    samples = [sample("q1", [-3.0, -1.0, -2.0, -4.0], "Prompt one"),
+               sample("q2", [-0.5, -1.0, -2.0, -4.0], "Prompt two")]
+    results = {"samples": {"task": samples}, "results": {"task": {"acc,none": 0.5}}}
+    record = bench.lm_eval_predictions(results, "task")
+    assert record["preds"] == {"q1": "B", "q2": "A"}
+    assert record["n"] == 2 and record["acc"] == 0.5 and record["prompt"] == "Prompt one"
+
+
 def test_the_yi_mmlu_tasks_write_the_hub_prompt(tmp_path):
     """`lm_eval --include_path DIR --tasks yi_mmlu`: 57 subjects in Yi's prompt, which renders
     exactly as bench.build_prompt writes the same question (the data set itself is on the hub,
