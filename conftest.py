@@ -36,7 +36,7 @@ def pytest_sessionfinish(session):
     build/budget/ledger.json."""
     if not _RUN_SECONDS:
         return
-    from yi_helpers.system import cpu_features, cpu_name
+    from yi_helpers.machine import cpu_features, cpu_name
 
     seconds = calibrate_in_subprocess()
     _LEDGER.update(when=datetime.datetime.now().isoformat(timespec="seconds"),

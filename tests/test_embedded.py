@@ -24,13 +24,10 @@ def test_missing_package_says_how_to_install(monkeypatch):
         embedded.gguf_path()
 
 
-def test_cache_dir_is_overridable(monkeypatch, tmp_path):
-    monkeypatch.setenv(embedded.CACHE_ENV, str(tmp_path / "cache"))
-    assert embedded.cache_dir() == tmp_path / "cache"
+def test_converted_copy_lives_in_the_hub_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("YI_HUB_CACHE", str(tmp_path / "cache"))
     assert embedded.safetensors_dir() == tmp_path / "cache" / embedded.EMBEDDED_NAME
     assert not embedded.is_prepared()
-    monkeypatch.delenv(embedded.CACHE_ENV)
-    assert embedded.cache_dir().name == "yi-hub"
 
 
 def test_cached_copy_is_safetensors_only():
@@ -38,7 +35,7 @@ def test_cached_copy_is_safetensors_only():
     names = {p.name for p in folder.iterdir()}
     assert "model.safetensors" in names and "config.json" in names
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
-    leftovers = [p for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}-")]
+    leftovers = [p for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}.")]
     assert not leftovers, f"half-written conversions left behind: {leftovers}"
 
 

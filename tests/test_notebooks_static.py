@@ -122,7 +122,7 @@ PROGRESS_CHUNK = re.compile(r"\d+%\|")  # tqdm's "  4%|▍   | 2/48"
 
 def test_outputs_hold_no_progress_chunks_warnings_or_stray_logs(nb):
     """What a reader sees on GitHub: results, not library noise. A long step leaves one finished
-    line (``yi_helpers.system.progress``), never interim progress chunks."""
+    line (``yi_helpers.quiet.progress``), never interim progress chunks."""
     _, data = nb
     for i, cell in enumerate(_code(data)):
         tagged = SHOWS_LOG in cell.get("metadata", {}).get("tags", [])

@@ -1,16 +1,13 @@
-"""Small shims over transformers and torch API differences, in one place.
-
-transformers 5.2x renamed the KV cache argument of ``forward`` (``past_key_values`` →
-``cache``) and the field of its output; code that runs a model step by step (timing, prefix
-caching) asks these helpers instead of guessing.
-"""
+"""Shims over transformers and torch API differences: transformers 5.2x renamed the KV cache
+argument of ``forward`` (``past_key_values`` → ``cache``) and its output field; code that runs a
+model step by step (timing, prefix caching) asks here instead of guessing."""
 
 from __future__ import annotations
 
 import inspect
 from typing import Any
 
-__all__ = ["cache_kwarg", "output_cache", "synchronize"]
+__all__: list[str] = []  # the package's own shims: cache_kwarg, output_cache, synchronize
 
 
 def cache_kwarg(model: Any) -> str:

