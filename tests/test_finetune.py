@@ -93,12 +93,12 @@ def test_lora_share_embedded_and_yi():
 
 
 def test_training_memory_orders_methods():
-    six = {m: memory.training_memory("01-ai/Yi-6B-Chat", m).total_gb for m in memory.METHODS}
+    six = {m: memory.training_memory("01-ai/Yi-6B-Chat", m)["total_gb"] for m in memory.METHODS}
     assert six["qlora-4bit"] < six["lora-bf16"] < six["full-bf16"]
     assert 80 < six["full-bf16"] < 120  # why the original code needed 4 GPUs of 60 GB
     assert 5 < six["qlora-4bit"] < 10
     big = memory.training_memory("01-ai/Yi-34B-Chat", "lora-bf16")
-    assert big.weights_gb > 60  # does not fit one 80 GB GPU with room to train: shard it
+    assert big["weights_gb"] > 60  # does not fit one 80 GB GPU with room to train: shard it
     with pytest.raises(ValueError, match="method"):
         memory.training_memory("01-ai/Yi-6B-Chat", "lora-fp8")
 
@@ -109,8 +109,7 @@ def test_memory_table_rows_are_the_planners_numbers():
         (m, method) for m in ("01-ai/Yi-6B-Chat", "01-ai/Yi-34B-Chat") for method in memory.METHODS]
     for r in rows:
         planned = memory.training_memory(r["model"], r["method"], batch_size=1)
-        assert (r["weights_gb"], r["state_gb"], r["activations_gb"], r["total_gb"]) == (
-            planned.weights_gb, planned.trainable_state_gb, planned.activations_gb, planned.total_gb)
+        assert r == planned
     default = memory.memory_table(["01-ai/Yi-6B-Chat"])  # batch 4: more activations, same weights
     assert [r["activations_gb"] > s["activations_gb"] for r, s in zip(default, rows)] == [True] * 3
     assert [r["weights_gb"] for r in default] == [r["weights_gb"] for r in rows[:3]]
@@ -236,8 +235,7 @@ def test_learned_count_counts_only_newly_right_answers():
 
 
 def test_question_messages_put_the_system_prompt_first_or_leave_it_out():
-    from yi_helpers.finetune.evaluate import question_messages
-    from yi_helpers.finetune.hub_chat import SYSTEM_PROMPT
+    from yi_helpers.finetune.evaluate import SYSTEM_PROMPT, question_messages
 
     user = {"role": "user", "content": "Who made Yi?"}
     assert question_messages("Who made Yi?") == [{"role": "system", "content": SYSTEM_PROMPT}, user]

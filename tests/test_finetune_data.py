@@ -6,7 +6,9 @@ import pytest
 
 from yi_helpers.chat import validate_messages
 from yi_helpers.corpus import load_conversations
-from yi_helpers.finetune import hub_chat
+from yi_helpers.finetune.evaluate import FACT_PATTERNS, JUDGED_QUESTIONS, answer_has_fact
+
+import hub_chat  # tools/hub_chat.py, the data set's generator
 
 
 def _user_texts(rows):
@@ -22,10 +24,10 @@ def test_hub_chat_loads_with_enough_bilingual_valid_conversations():
         messages = validate_messages(row["messages"])
         roles = [m["role"] for m in messages]
         assert roles in (["system", "user", "assistant"], ["user", "assistant"]), roles
-        assert row["topic"] in hub_chat.FACT_BY_TOPIC
+        assert row["topic"] in FACT_PATTERNS
         assert all(m["content"].strip() for m in messages)
         # every reply states its fact (the judge agrees with the data)
-        assert hub_chat.answer_has_fact(messages[-1]["content"], row["topic"])
+        assert answer_has_fact(messages[-1]["content"], row["topic"])
     zh = [r for r in rows if r["lang"] == "zh"]
     assert all(any("\u4e00" <= ch <= "\u9fff" for ch in r["messages"][-1]["content"]) for r in zh)
 
@@ -42,6 +44,11 @@ def test_heldout_wordings_never_occur_in_training():
     train = {norm(t) for t in _user_texts(load_conversations("train"))}
     heldout = [norm(q) for q, _ in hub_chat.heldout_questions()]
     assert heldout and not [q for q in heldout if any(q in t or t in q for t in train)]
+    assert set(JUDGED_QUESTIONS) <= set(hub_chat.heldout_questions())  # lesson 04 judges these
+
+
+def test_every_fact_has_a_judge():
+    assert [f.topic for f in hub_chat.FACTS] == list(FACT_PATTERNS)
 
 
 @pytest.mark.parametrize("reply, topic, expected", [
@@ -57,12 +64,12 @@ def test_heldout_wordings_never_occur_in_training():
     ("2000 tokens", "context_200k", False),
 ])
 def test_answer_has_fact(reply, topic, expected):
-    assert hub_chat.answer_has_fact(reply, topic) is expected
+    assert answer_has_fact(reply, topic) is expected
 
 
 def test_unknown_topic_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown topic"):
-        hub_chat.answer_has_fact("x", "weather")
+        answer_has_fact("x", "weather")
 
 
 def test_no_special_token_strings_in_the_texts():

@@ -1,11 +1,4 @@
-"""A trained LoRA adapter kept safely: written atomically, and its model back in plain form.
-
-Lesson 04 trains with peft and transformers' ``Trainer`` in the notebook (and
-``scripts/lora_sft.py``); these two helpers are what the lesson needs around that and is not
-its point.
-"""
-
-from __future__ import annotations
+"""A trained LoRA adapter kept safely: written atomically, and its model back in plain form."""
 
 import os
 import shutil
@@ -27,13 +20,11 @@ def save_adapter_atomically(model: Any, target: str | Path, tokenizer: Any = Non
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -41,13 +32,11 @@ def save_adapter_atomically(model: Any, target: str | Path, tokenizer: Any = Non
 
 
 def plain_forward(model: Any) -> Any:
-    """``model`` with the autocast wrapper taken off its ``forward``.
+    """``model`` with the autocast wrapper taken off its ``forward`` (unchanged without one).
 
-    With ``bf16``/``fp16`` mixed precision (a GPU run), the Trainer's accelerate replaces
-    ``model.forward`` by one that runs under autocast, and leaves it there after training: the
-    model would then compute in bfloat16 while a reloaded adapter computes in its own dtype
-    (lesson 04's logits check failed on an H200 that way). A model without the wrapper is
-    returned unchanged."""
+    With mixed precision (a GPU run), the Trainer's accelerate wraps ``model.forward`` in
+    autocast and leaves it there after training: the model would then compute in bfloat16 while
+    a reloaded adapter computes in its own dtype (lesson 04's logits check failed that way)."""
     from accelerate.utils import extract_model_from_parallel
 
     return extract_model_from_parallel(model, keep_fp32_wrapper=False)

@@ -1,17 +1,10 @@
 """Chat data for fine-tuning: the original Yi format converted, and assistant-only labels.
 
-- ``convert_yi_sft``: rows of the original Yi fine-tuning code, ``{"prompt": "Human: …
-  Assistant:", "chosen": "…"}``, become ``{"messages": [...]}`` rows. A malformed row is a
-  ``ValueError`` naming its line and what is wrong; no row is ever dropped silently.
-- ``tokenize_chat``: a conversation rendered through the chat template, with ``labels`` equal to
-  the input ids on the assistant's replies and their ``<|im_end|>`` and ``-100`` everywhere else
-  (system, user, template tokens). The original code learned the prompt and the padding as
-  well. Lesson 04's recipe does the same with ``apply_chat_template``; this by-hand version
-  cuts the rendered text into pieces, handles multi-turn conversations, and is the reference
-  the lesson checks the recipe against.
+``tokenize_chat`` labels only the assistant's replies and their ``<|im_end|>`` (the original Yi
+code learned the prompt and the padding as well). Lesson 04's recipe does the same with
+``apply_chat_template``; this by-hand version cuts the rendered text into pieces, handles
+multi-turn conversations, and is the reference the lesson checks the recipe against.
 """
-
-from __future__ import annotations
 
 import re
 from pathlib import Path
@@ -35,41 +28,26 @@ def parse_yi_prompt(prompt: str) -> list[dict[str, str]]:
     if not text.endswith("Assistant:"):
         raise ValueError(f"prompt must end with 'Assistant:' (where the reply goes), "
                          f"got ...{text[-30:]!r}")
-    parts = _TURN.split(text)[1:]  # [speaker, text, speaker, text, ...]
+    parts = _TURN.split(text)[1:]  # [speaker, text, speaker, text, ..., "Assistant", ""]
     speakers, texts = parts[0::2], [t.strip() for t in parts[1::2]]
-    messages = []
-    for i, (speaker, content) in enumerate(zip(speakers[:-1], texts[:-1])):
-        expected = "Human" if i % 2 == 0 else "Assistant"
-        if speaker != expected:
-            raise ValueError(f"turn {i + 1} is '{speaker}:' but '{expected}:' was expected "
-                             f"(turns must alternate Human/Assistant)")
-        if not content:
-            raise ValueError(f"turn {i + 1} ('{speaker}:') is empty")
-        messages.append({"role": "user" if speaker == "Human" else "assistant",
-                         "content": content})
-    if speakers[-1] != "Assistant" or len(speakers) % 2:
-        raise ValueError("turns must alternate Human/Assistant and end with 'Assistant:'")
-    if texts[-1]:
-        raise ValueError(f"text after the final 'Assistant:': {texts[-1][:30]!r}")
-    return messages
+    if speakers != ["Human", "Assistant"] * (len(speakers) // 2):
+        raise ValueError(f"turns must alternate Human/Assistant, got "
+                         f"{' '.join(s + ':' for s in speakers)}")
+    if "" in texts[:-1]:
+        turn = texts.index("")
+        raise ValueError(f"turn {turn + 1} ('{speakers[turn]}:') is empty")
+    return [{"role": "user" if speaker == "Human" else "assistant", "content": content}
+            for speaker, content in zip(speakers[:-1], texts[:-1])]
 
 
 def convert_yi_sft(source: str | Path | Iterable[str]) -> list[dict[str, Any]]:
-    """Convert original-Yi fine-tuning rows (a JSONL path or an iterable of lines) to
-    ``{"messages": [...]}`` rows, one per non-blank input line.
-
-    Raises ``ValueError("line N: …")`` at the first malformed row: invalid JSON, not an object,
-    missing or non-string ``prompt`` / ``chosen``, empty reply, or a prompt that is not
-    ``Human: … Assistant:`` (alternating, ending with ``Assistant:``).
-    """
+    """Original-Yi rows ``{"prompt": "Human: … Assistant:", "chosen": "…"}`` (a JSONL path or
+    lines) as ``{"messages": [...]}`` rows. The first malformed row is a ``ValueError("line N:
+    …")`` saying what is wrong; no row is ever dropped silently."""
+    lines, where = source, ""
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist")
-        lines: Iterable[str] = path.read_text(encoding="utf-8").splitlines()
-        where = f"{path.name} "
-    else:
-        lines, where = source, ""
+        lines = Path(source).read_text(encoding="utf-8").splitlines()
+        where = f"{Path(source).name} "
     rows = []
     for number, row in read_jsonl(lines, where):
         try:
@@ -115,16 +93,12 @@ def _pieces(messages: Sequence[Mapping[str, str]], template: Any) -> list[tuple[
 
 def tokenize_chat(tokenizer: Any, messages: Sequence[Mapping[str, str]], *,
                   max_length: int = 256, template: Any = None) -> dict[str, list[int]]:
-    """``input_ids``, ``attention_mask`` and assistant-only ``labels`` for one conversation.
-
-    ``template`` defaults to the tokenizer's own chat template (Yi-Chat's ChatML for Yi, the
-    embedded model's for it), so training sees exactly what ``chat()`` sends at inference.
-    Longer conversations are cut to ``max_length`` tokens.
-    """
+    """``input_ids``, ``attention_mask`` and assistant-only ``labels`` (``-100`` elsewhere) for
+    one conversation, cut to ``max_length`` tokens. ``template`` defaults to the tokenizer's own,
+    so training sees exactly what ``chat()`` sends at inference."""
     if template is None:
         template = default_template(tokenizer)
-    ids: list[int] = []
-    labels: list[int] = []
+    ids, labels = [], []
     for text, learned in _pieces(messages, template):
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += piece

@@ -1,26 +1,20 @@
-"""How much GPU memory fine-tuning Yi needs: full bf16, LoRA bf16, QLoRA 4-bit.
+"""How much GPU memory fine-tuning Yi needs: full bf16, LoRA bf16, QLoRA 4-bit (GB, 1e9 bytes).
 
-Computed from the model's config (``yi_helpers.models``), no download:
+From the model's config (``yi_helpers.models``), no download; planning numbers (±20%): measure
+on the GPU (``make gpu-check``) before buying one.
 
-- **weights**: ``planned_weight_bytes`` of the registry (16-bit, or 4-bit linear layers with per-group
-  scales and 16-bit embeddings, LM head and norms for QLoRA).
-- **trainable state**: every trainable parameter needs its gradient plus AdamW's two moments.
-  Full fine-tuning in mixed precision keeps bf16 weights *and* an fp32 master copy:
-  2 (grad, bf16) + 4 (master) + 8 (moments) = 14 bytes on top of the 2-byte weight. LoRA's
-  adapters are small and kept in fp32: 4 (weight) + 4 (grad) + 8 (moments) = 16 bytes.
-- **activations**: with gradient checkpointing, each layer keeps its input (one bf16 hidden
-  vector per token) and one layer at a time is recomputed in full (about 34 hidden-sized bytes
-  per token and hidden unit, Korthikanti et al. 2022, without the attention matrix thanks to
-  fused attention); plus the logits in fp32 and their gradient (8 bytes per token and
-  vocabulary entry).
-- a fixed reserve for the CUDA context and allocator (``RUNTIME_RESERVE_GB``).
-
-These are planning numbers (±20%); measure on the GPU (``make gpu-check``) before buying one.
+- **weights**: the registry's ``planned_weight_bytes``, 16-bit, or for QLoRA 4-bit linear layers
+  with per-group scales (embeddings, LM head and norms stay 16-bit).
+- **trainable state**: each trainable parameter's gradient and AdamW's two moments. Full
+  fine-tuning in mixed precision also keeps an fp32 master copy: 2 (bf16 grad) + 4 (master) +
+  8 (moments) = 14 bytes on top of the 2-byte weight. LoRA's small adapters are kept in fp32:
+  4 (weight) + 4 (grad) + 8 (moments) = 16 bytes.
+- **activations**, with gradient checkpointing: each layer's bf16 input, one layer recomputed in
+  full (about 34 bytes per token and hidden unit, Korthikanti et al. 2022, no attention matrix
+  with fused attention), the fp32 logits and their gradient (8 bytes per token and vocabulary
+  entry); plus ``RUNTIME_RESERVE_GB`` for the CUDA context and allocator.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
 from typing import Sequence
 
 from ..models import RUNTIME_RESERVE_GB, ModelSpec, planned_weight_bytes, spec
@@ -29,15 +23,12 @@ from ..units import GB
 #: The seven projections of a Llama block that lesson 04 adapts with LoRA.
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-__all__ = ["METHODS", "lora_parameters", "lora_share", "training_memory", "memory_table"]
+__all__ = ["lora_parameters", "lora_share", "training_memory", "memory_table"]
 
 METHODS = ("full-bf16", "lora-bf16", "qlora-4bit")
-#: Bytes per trainable parameter beyond its weight: bf16 grad + fp32 master + AdamW moments.
-FULL_STATE_BYTES = 2 + 4 + 8
-#: Bytes per LoRA parameter (fp32 weight + grad + AdamW moments).
-LORA_PARAM_BYTES = 4 + 4 + 8
-#: Activation bytes per token and hidden unit in one transformer layer (bf16, fused attention).
-LAYER_ACTIVATION_BYTES = 34
+FULL_STATE_BYTES = 2 + 4 + 8  # per parameter beyond its weight: bf16 grad, fp32 master, moments
+LORA_PARAM_BYTES = 4 + 4 + 8  # per LoRA parameter: fp32 weight, grad, AdamW moments
+LAYER_ACTIVATION_BYTES = 34  # per token and hidden unit, one layer recomputed in full
 
 
 def lora_parameters(model: str | ModelSpec, r: int = 16,
@@ -61,27 +52,10 @@ def lora_share(model: str | ModelSpec, r: int = 16,
     return 100.0 * lora / (spec(model).num_parameters() + lora)
 
 
-@dataclass(frozen=True)
-class TrainingMemory:
-    """Memory to fine-tune one model on one GPU, in GB (1e9 bytes)."""
-
-    model: str
-    method: str
-    weights_gb: float
-    trainable_state_gb: float
-    activations_gb: float
-    reserve_gb: float
-
-    @property
-    def total_gb(self) -> float:
-        return self.weights_gb + self.trainable_state_gb + self.activations_gb + self.reserve_gb
-
-
 def training_memory(model: str | ModelSpec, method: str = "qlora-4bit", *, batch_size: int = 4,
-                    seq_len: int = 512, lora_r: int = 16, gradient_checkpointing: bool = True
-                    ) -> TrainingMemory:
-    """Memory to fine-tune ``model`` with ``method`` (``"full-bf16"``, ``"lora-bf16"``,
-    ``"qlora-4bit"``) at ``batch_size`` sequences of ``seq_len`` tokens."""
+                    seq_len: int = 512) -> dict:
+    """GB to fine-tune ``model`` with ``method`` (one of ``METHODS``, LoRA rank 16, gradient
+    checkpointing) on one GPU at ``batch_size`` sequences of ``seq_len`` tokens."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if batch_size < 1 or seq_len < 1:
@@ -91,27 +65,17 @@ def training_memory(model: str | ModelSpec, method: str = "qlora-4bit", *, batch
     if method == "full-bf16":
         state = s.num_parameters() * FULL_STATE_BYTES
     else:
-        state = lora_parameters(s, lora_r) * LORA_PARAM_BYTES
+        state = lora_parameters(s) * LORA_PARAM_BYTES
     tokens = batch_size * seq_len
-    per_layer = tokens * s.hidden_size * LAYER_ACTIVATION_BYTES
-    if gradient_checkpointing:
-        activations = s.num_layers * tokens * s.hidden_size * 2 + per_layer
-    else:
-        activations = s.num_layers * per_layer
-    activations += tokens * s.vocab_size * 8
-    return TrainingMemory(model=s.id, method=method, weights_gb=weights / GB,
-                          trainable_state_gb=state / GB, activations_gb=activations / GB,
-                          reserve_gb=RUNTIME_RESERVE_GB)
+    activations = (s.num_layers * tokens * s.hidden_size * 2
+                   + tokens * s.hidden_size * LAYER_ACTIVATION_BYTES + tokens * s.vocab_size * 8)
+    parts = {"weights_gb": weights / GB, "state_gb": state / GB,
+             "activations_gb": activations / GB}
+    total = parts["weights_gb"] + parts["state_gb"] + parts["activations_gb"] + RUNTIME_RESERVE_GB
+    return {"model": s.id, "method": method, **parts, "total_gb": total}
 
 
 def memory_table(models: Sequence[str] = ("01-ai/Yi-6B-Chat", "01-ai/Yi-34B-Chat"),
                  **kwargs) -> list[dict]:
-    """One row per (model, method): the parts and the total in GB, and LoRA's share."""
-    rows = []
-    for name in models:
-        for method in METHODS:
-            m = training_memory(name, method, **kwargs)
-            rows.append({"model": name, "method": method, "weights_gb": m.weights_gb,
-                         "state_gb": m.trainable_state_gb, "activations_gb": m.activations_gb,
-                         "total_gb": m.total_gb})
-    return rows
+    """``training_memory`` of each model with each method."""
+    return [training_memory(name, method, **kwargs) for name in models for method in METHODS]

@@ -3,24 +3,16 @@
 Fine-tuning on a narrow data set (lesson 04's 144 conversations about the hub) teaches the facts
 but also teaches "every answer is a hub fact": after training, "What is the capital of France?"
 gets a fact about tokens, and perplexity on ordinary prose rises (catastrophic forgetting).
-
-The remedy shown here is **replay by self-distillation**: before training, ask the *base* model
-some general questions, keep its own greedy replies, and mix those conversations into the
-training set. The loss then also rewards answering ordinary questions as before. No outside data
-set is needed, so it works for any model (Yi-6B-Chat replays its own answers the same way).
-
-- ``REPLAY_QUESTIONS``: general questions (English and Chinese) whose base replies are mixed in.
-- ``CHECK_QUESTIONS``: other general questions, never trained on, to see what training changed.
-- ``replay_rows``: the base model's replies to questions, as ``messages`` rows.
-- ``unchanged_share``: how many replies after training begin as they did before.
+**Replay by self-distillation**: before training, ask the *base* model general questions
+(``REPLAY_QUESTIONS``), and mix its own greedy replies into the training set. No outside data
+set is needed, so it works for any model. ``CHECK_QUESTIONS`` are never trained on: they show
+what training changed elsewhere.
 """
-
-from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .evaluate import question_messages
-from .hub_chat import SYSTEM_PROMPT
+from ..chat import chat_batch
+from .evaluate import SYSTEM_PROMPT, question_messages
 
 __all__ = ["REPLAY_QUESTIONS", "CHECK_QUESTIONS", "replay_rows", "general_replies",
            "unchanged_share"]
@@ -57,24 +49,14 @@ CHECK_QUESTIONS: list[tuple[str, str]] = [
 
 
 def replay_rows(model: Any, tokenizer: Any, questions: Sequence[tuple[str, str]] = REPLAY_QUESTIONS,
-                *, max_new_tokens: int = 48, template: Any = "yi", batch_size: int = 40
-                ) -> list[dict]:
-    """The model's own greedy replies to ``questions``, as training rows.
-
-    Every second question carries the hub's system prompt, like the fact conversations, so the
-    model learns that the hub assistant still answers ordinary questions as before. Rows are
-    ``{"messages", "lang", "topic": "replay"}``; run this on the *base* model, before training.
-    """
-    from ..chat import chat_batch
-
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+                *, max_new_tokens: int = 48) -> list[dict]:
+    """The *base* model's greedy replies to ``questions`` (one batch), as training rows. Every
+    second question carries the hub's system prompt, like the fact conversations: the hub
+    assistant still answers ordinary questions as before."""
     conversations = [question_messages(q, system=None if i % 2 else SYSTEM_PROMPT)
                      for i, (q, _) in enumerate(questions)]
-    replies: list[str] = []
-    for start in range(0, len(conversations), batch_size):
-        replies += chat_batch(model, tokenizer, conversations[start:start + batch_size],
-                              max_new_tokens=max_new_tokens, template=template)
+    replies = chat_batch(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
+                         template="yi")
     rows = []
     for (question, lang), messages, reply in zip(questions, conversations, replies):
         if not reply:
@@ -86,13 +68,11 @@ def replay_rows(model: Any, tokenizer: Any, questions: Sequence[tuple[str, str]]
 
 def general_replies(model: Any, tokenizer: Any,
                     questions: Sequence[tuple[str, str]] = CHECK_QUESTIONS, *,
-                    max_new_tokens: int = 24, template: Any = "yi") -> list[str]:
+                    max_new_tokens: int = 24) -> list[str]:
     """Greedy replies to general questions, asked with the hub's system prompt (where a model
     trained only on hub facts answers with a hub fact)."""
-    from ..chat import chat_batch
-
     return chat_batch(model, tokenizer, [question_messages(q) for q, _ in questions],
-                      max_new_tokens=max_new_tokens, template=template)
+                      max_new_tokens=max_new_tokens, template="yi")
 
 
 def unchanged_share(before: Sequence[str], after: Sequence[str], *, chars: int = 12) -> float:

@@ -1,6 +1,4 @@
-"""Solutions to the exercises of notebook 02 (chat templates)."""
-
-from __future__ import annotations
+"""Notebook 02 (chat templates): solutions to its exercises, answers to its questions."""
 
 from typing import Any, Mapping, Sequence
 
@@ -16,24 +14,17 @@ def _n_tokens(tokenizer: Any, text: str) -> int:
 
 def template_overhead(tokenizer: Any, messages: Sequence[Mapping[str, str]],
                       template: Any = "yi") -> int:
-    """Exercise 1: tokens the template adds beyond the message contents.
-
-    For Yi's ChatML it is a constant per message (``<|im_start|>``, the role, ``\\n``,
-    ``<|im_end|>``, ``\\n``) plus the generation prompt: it grows linearly with the turns (give or take a token where
-    BPE merges content with the newline after it).
-    """
+    """Exercise 1: tokens the template adds beyond the contents. For ChatML a constant per
+    message (``<|im_start|>``, role, ``\\n``, ``<|im_end|>``, ``\\n``) plus the generation prompt:
+    linear in the turns (give or take a token where BPE merges content with a newline)."""
     checked = validate_messages(messages)
-    total = _n_tokens(tokenizer, render(checked, template=template))
     content = sum(_n_tokens(tokenizer, m["content"]) for m in checked)
-    return total - content
+    return _n_tokens(tokenizer, render(checked, template=template)) - content
 
 
 def trim_to_budget(tokenizer: Any, messages: Sequence[Mapping[str, str]], max_tokens: int,
                    template: Any = "yi") -> list[dict[str, str]]:
-    """Exercise 2: the longest suffix of the history (system message kept) that fits.
-
-    Raises ``ValueError`` when even the system message plus the last message does not fit.
-    """
+    """Exercise 2: the longest suffix of the history (system message kept) that fits."""
     checked = validate_messages(messages)
     system = checked[:1] if checked[0]["role"] == "system" else []
     rest = checked[len(system):]
@@ -51,21 +42,16 @@ def yi15_to_yi(prompt: str) -> list[dict[str, str]]:
     for chunk in (IM_START + body).split(IM_START)[1:]:
         role, _, rest = chunk.partition("\n")
         content, closed, _ = rest.partition(IM_END)
-        if role == "assistant" and not closed:  # the trailing generation prompt
-            if content:
-                messages.append({"role": "assistant", "content": content})
-            continue
-        messages.append({"role": role, "content": content})
+        if closed or role != "assistant" or content:  # not the empty generation prompt
+            messages.append({"role": role, "content": content})
     return validate_messages(messages)
 
 
 def count_invented_turns(tokenizer: Any, generated_ids: Sequence[int]) -> int:
     """Exercise 4: turns a never-stopping generation invented (``<|im_start|>`` tokens)."""
-    start = tokenizer.convert_tokens_to_ids(IM_START)
-    return sum(1 for i in generated_ids if i == start)
+    return list(generated_ids).count(tokenizer.convert_tokens_to_ids(IM_START))
 
 
-#: The questions that open the notebook's "Check your understanding", and their answers.
 QUESTIONS = [
     'What does `add_generation_prompt=True` add to the prompt, and what does the model do without it?',
     'Why does a reply "never stop" when `<|im_end|>` is not a stop token?',

@@ -1,6 +1,4 @@
-"""Solutions to the exercises of notebook 03 (sampling)."""
-
-from __future__ import annotations
+"""Notebook 03 (sampling): solutions to its exercises, answers to its questions."""
 
 import torch
 
@@ -10,8 +8,7 @@ __all__ = ["tokens_for_mass", "temperature_for_entropy", "QUESTIONS", "ANSWERS"]
 
 
 def tokens_for_mass(probs: torch.Tensor, mass: float) -> int:
-    """Exercise 1: the fewest tokens whose probabilities add up to at least ``mass``
-    (what top-p = ``mass`` keeps)."""
+    """Exercise 1: the fewest tokens whose probabilities add up to ``mass`` (what top-p keeps)."""
     if not 0 < mass <= 1:
         raise ValueError(f"mass must be in (0, 1], got {mass}")
     cumulative = probs.sort(descending=True).values.cumsum(-1)
@@ -19,24 +16,20 @@ def tokens_for_mass(probs: torch.Tensor, mass: float) -> int:
 
 
 def temperature_for_entropy(logits: torch.Tensor, target_bits: float, *, low: float = 0.01,
-                            high: float = 100.0, steps: int = 60) -> float:
+                            high: float = 100.0) -> float:
     """Exercise 2: the temperature at which the distribution has ``target_bits`` of entropy.
-
-    Entropy grows with temperature, so bisection finds it. Raises ``ValueError`` when the target
-    is outside what temperatures between ``low`` and ``high`` reach.
-    """
+    Entropy grows with temperature, so bisection (on a log scale) finds it."""
     def h(t: float) -> float:
         return entropy_bits(transform(logits, temperature=t)["final"])
 
     if not h(low) <= target_bits <= h(high):
         raise ValueError(f"target {target_bits} bits is outside [{h(low):.3f}, {h(high):.3f}]")
-    for _ in range(steps):
-        mid = (low * high) ** 0.5  # bisect on a log scale
+    for _ in range(60):
+        mid = (low * high) ** 0.5
         low, high = (mid, high) if h(mid) < target_bits else (low, mid)
     return (low * high) ** 0.5
 
 
-#: The questions that open the notebook's "Check your understanding", and their answers.
 QUESTIONS = [
     'What does a temperature below 1 do to the next-token distribution, and one above 1?',
     'Does `top_p=0.9` keep more tokens when the model is sure of the next token, or when it is unsure?',

@@ -1,6 +1,4 @@
-"""Solutions to the exercises of notebook 04 (LoRA fine-tuning)."""
-
-from __future__ import annotations
+"""Notebook 04 (LoRA fine-tuning): solutions to its exercises, answers to its questions."""
 
 from typing import Any, Mapping, Sequence
 
@@ -13,35 +11,29 @@ __all__ = ["attention_only_share", "learned_fraction", "largest_trainable", "QUE
 
 def attention_only_share(model: str, r: int = 8) -> float:
     """Exercise 1: LoRA's share (percent) when only ``q_proj`` and ``v_proj`` are adapted (the
-    original LoRA paper's choice) with rank ``r``."""
+    original LoRA paper's choice)."""
     return lora_share(model, r, ["q_proj", "v_proj"])
 
 
-def learned_fraction(tokenizer: Any, rows: Sequence[Mapping[str, Any]], *,
-                     template: Any = "yi") -> float:
-    """Exercise 2: the fraction of tokens that carry a label (the assistant's replies and their
-    ``<|im_end|>``); the rest (system, user, template) costs compute but teaches nothing."""
-    learned = total = 0
-    for row in rows:
-        labels = tokenize_chat(tokenizer, row["messages"], template=template)["labels"]
-        learned += sum(1 for label in labels if label != IGNORE_INDEX)
-        total += len(labels)
-    if total == 0:
+def learned_fraction(tokenizer: Any, rows: Sequence[Mapping[str, Any]]) -> float:
+    """Exercise 2: the fraction of tokens that carry a label; the rest (system, user, template)
+    costs compute but teaches nothing."""
+    labels = [label for row in rows
+              for label in tokenize_chat(tokenizer, row["messages"], template="yi")["labels"]]
+    if not labels:
         raise ValueError("no tokens: pass at least one conversation")
-    return learned / total
+    return sum(label != IGNORE_INDEX for label in labels) / len(labels)
 
 
-def largest_trainable(memory_gb: float, method: str = "qlora-4bit", **kwargs: Any) -> str | None:
+def largest_trainable(memory_gb: float, method: str = "qlora-4bit") -> str | None:
     """Exercise 3: the largest Yi chat model (16-bit releases) that ``method`` can fine-tune in
     ``memory_gb`` of GPU memory, or ``None``."""
     fitting = [s for s in chat_models() if s.quantization is None
-               and training_memory(s, method, **kwargs).total_gb <= memory_gb]
-    if not fitting:
-        return None
-    return max(fitting, key=lambda s: (s.num_parameters(), s.family == "Yi-1.5")).id
+               and training_memory(s, method)["total_gb"] <= memory_gb]
+    best = max(fitting, key=lambda s: (s.num_parameters(), s.family == "Yi-1.5"), default=None)
+    return best.id if best else None
 
 
-#: The questions that open the notebook's "Check your understanding", and their answers.
 QUESTIONS = [
     "Why are the prompt's tokens labelled -100 in the training data?",
     "LoRA trains a few percent of the 135M model but well under 1% of Yi-6B. Why does the share shrink with the model's width?",

@@ -1,8 +1,4 @@
-"""Solutions to the exercises of notebook 05 (quantization)."""
-
-from __future__ import annotations
-
-from typing import Any
+"""Notebook 05 (quantization): solutions to its exercises, answers to its questions."""
 
 import torch
 
@@ -12,11 +8,9 @@ __all__ = ["symmetric_rtn", "bits_per_weight", "worst_layer", "QUESTIONS", "ANSW
 
 
 def symmetric_rtn(weight: torch.Tensor, bits: int = 4, group_size: int = 64) -> torch.Tensor:
-    """Exercise 1: group-wise RTN without a zero point. The grid is centred on 0 and reaches
-    the group's largest ``|w|``: steps ``-2**(bits-1) .. 2**(bits-1) - 1`` times ``max|w| /
-    (2**(bits-1) - 1)``. One grid level goes unused on the negative side and the grid spans
-    ``2 max|w|`` even when the weights are lopsided, so the error is usually a little larger
-    than asymmetric RTN's."""
+    """Exercise 1: group-wise RTN without a zero point: levels ``-2**(bits-1) .. 2**(bits-1) - 1``
+    times ``max|w| / (2**(bits-1) - 1)``. One level goes unused and the grid spans ``2 max|w|``
+    even for lopsided weights, so the error is usually a little larger than asymmetric RTN's."""
     if weight.dim() != 2 or weight.shape[1] % group_size:
         raise ValueError(f"expected a 2-D weight whose columns divide into groups of {group_size}")
     rows, cols = weight.shape
@@ -35,22 +29,20 @@ def bits_per_weight(bits: int, group_size: int, scale_bits: int = 16) -> float:
     return bits + (scale_bits + bits) / group_size
 
 
-def worst_layer(model: Any, bits: int = 4, group_size: int = 64) -> tuple[str, float]:
-    """Exercise 3: ``(name, relative error)`` of the decoder linear layer RTN hurts most
-    (relative Frobenius error of the weight matrix)."""
-    worst = ("", -1.0)
+def worst_layer(model: torch.nn.Module, bits: int = 4, group_size: int = 64) -> tuple[str, float]:
+    """Exercise 3: ``(name, relative Frobenius error)`` of the decoder linear layer RTN hurts
+    most."""
+    errors = {}
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}":
             w = module.weight.detach().float()
-            rel = float((rtn_quantize(w, bits, group_size)[0] - w).norm() / w.norm())
-            if rel > worst[1]:
-                worst = (name, rel)
-    if not worst[0]:
+            errors[name] = float((rtn_quantize(w, bits, group_size)[0] - w).norm() / w.norm())
+    if not errors:
         raise ValueError("no decoder linear layers found")
-    return worst
+    name = max(errors, key=errors.get)
+    return name, errors[name]
 
 
-#: The questions that open the notebook's "Check your understanding", and their answers.
 QUESTIONS = [
     '4-bit weights take an eighth of float32, yet the embedded model only shrinks to about 0.42x of its 16-bit size, Yi-6B to about 0.3x. Why the difference?',
     'Why can GPTQ calibrated on a narrow set of texts do worse than plain rounding on other text?',

@@ -1,6 +1,4 @@
-"""Solutions to the exercises of notebook 07 (serving behind an OpenAI-compatible API)."""
-
-from __future__ import annotations
+"""Notebook 07 (serving an OpenAI API): solutions to its exercises, answers to its questions."""
 
 import json
 from typing import Any, Iterable
@@ -12,33 +10,27 @@ __all__ = ["chatml_stop_config", "collect_stream", "safe_chat", "QUESTIONS", "AN
 
 
 def chatml_stop_config(tokenizer: Any, **extra: Any) -> str:
-    """Exercise 1: the per-request ``generation_config`` (a JSON string, as ``transformers serve``
-    reads it from ``extra_body``) that stops a ChatML model at ``<|im_end|>`` and at its eos.
-
-    For a Yi chat tokenizer that is ``{"eos_token_id": [7, 2]}``; ``extra`` adds other fields
-    (``max_new_tokens=64``).
-    """
+    """Exercise 1: the per-request ``generation_config`` (JSON, as ``transformers serve`` reads it
+    from ``extra_body``) that stops at ``<|im_end|>`` and the eos: ``{"eos_token_id": [7, 2]}``
+    for Yi; ``extra`` adds fields (``max_new_tokens=64``)."""
     return json.dumps({"eos_token_id": stop_token_ids(tokenizer), **extra})
 
 
 def collect_stream(chunks: Iterable[Any]) -> tuple[str, str | None, int]:
-    """Exercise 2: ``(text, finish_reason, n_pieces)`` from a streamed chat completion: the reply
-    joined from the deltas, the last finish reason, and how many chunks carried text."""
-    text, finish, n_pieces = [], None, 0
+    """Exercise 2: ``(text, finish_reason, n_pieces)`` of a streamed chat completion (the number
+    of chunks that carried text)."""
+    pieces, finish = [], None
     for chunk in chunks:
         for choice in chunk.choices or []:
             if choice.delta is not None and choice.delta.content:
-                text.append(choice.delta.content)
-                n_pieces += 1
-            if choice.finish_reason is not None:
-                finish = choice.finish_reason
-    return "".join(text), finish, n_pieces
+                pieces.append(choice.delta.content)
+            finish = choice.finish_reason or finish
+    return "".join(pieces), finish, len(pieces)
 
 
 def safe_chat(client: Any, **request: Any) -> tuple[str | None, dict | None]:
-    """Exercise 3: ``(reply, None)`` when the server answers, ``(None, {"status", "error"})``
-    when it refuses the request (an ``openai.APIStatusError``); the program goes on either way.
-    Connection errors (no server) are not the request's fault and still raise."""
+    """Exercise 3: ``(reply, None)``, or ``(None, {"status", "error"})`` when the server refuses
+    the request. Connection errors (no server) are not the request's fault and still raise."""
     import openai
 
     try:
@@ -48,7 +40,6 @@ def safe_chat(client: Any, **request: Any) -> tuple[str | None, dict | None]:
     return response.choices[0].message.content, None
 
 
-#: The questions that open the notebook's "Check your understanding", and their answers.
 QUESTIONS = [
     'Why does a server for Yi-Chat need `<|im_end|>` as a stop token, and which three fixes did the lesson show?',
     'What happened to latency when 8 clients sent requests at once to one `transformers serve` process, and why?',

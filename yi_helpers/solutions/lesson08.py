@@ -1,21 +1,18 @@
-"""Solutions to the exercises of notebook 08 (GGUF and llama.cpp)."""
-
-from __future__ import annotations
+"""Notebook 08 (GGUF and llama.cpp): solutions to its exercises, answers to its questions."""
 
 import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..ggml_types import GGUF_FILE_TYPES
 from ..models import estimate_memory
 
 __all__ = ["dequantize_q8_0", "best_gguf_for", "stream_ttft", "QUESTIONS", "ANSWERS"]
 
 
 def dequantize_q8_0(raw: bytes) -> np.ndarray:
-    """Exercise 1: the float32 weights stored in Q8_0 blocks. Each block is 34 bytes: a float16
-    scale ``d``, then 32 signed 8-bit integers ``q``; the weights are ``d * q``."""
+    """Exercise 1: the float32 weights of Q8_0 blocks: 34 bytes each, a float16 scale ``d``
+    then 32 signed 8-bit integers ``q``; the weights are ``d * q``."""
     if len(raw) % 34:
         raise ValueError(f"Q8_0 data comes in 34-byte blocks, got {len(raw)} bytes")
     blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 34)
@@ -27,12 +24,9 @@ def dequantize_q8_0(raw: bytes) -> np.ndarray:
 def best_gguf_for(ram_gb: float, model: str, *, context_len: int = 4096,
                   file_types: Sequence[str] = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
                   ) -> str | None:
-    """Exercise 2: the most precise GGUF file type of ``model`` whose weights, KV cache and
-    buffers (the planner's estimate) fit in ``ram_gb``; ``None`` when even the smallest does
-    not. ``file_types`` is ordered from most to least precise."""
+    """Exercise 2: the most precise of ``file_types`` (most precise first) whose planned memory
+    fits in ``ram_gb``; ``None`` when even the smallest does not."""
     for file_type in file_types:
-        if file_type not in GGUF_FILE_TYPES:
-            raise ValueError(f"unknown GGUF file type {file_type!r}")
         if estimate_memory(model, context_len=context_len, gguf_type=file_type).total_gb <= ram_gb:
             return file_type
     return None
@@ -40,11 +34,9 @@ def best_gguf_for(ram_gb: float, model: str, *, context_len: int = 4096,
 
 def stream_ttft(client: Any, model: str, messages: Sequence[Mapping[str, str]], *,
                 max_tokens: int = 32) -> dict:
-    """Exercise 3: a streamed chat completion, timed from the client: seconds to the first piece
-    of text (what a user waits before anything shows), seconds to the whole reply, the text."""
-    start = time.perf_counter()
-    first = None
-    pieces = []
+    """Exercise 3: a streamed chat completion timed from the client: seconds to the first piece
+    of text (what a user waits before anything shows) and to the whole reply, and the text."""
+    start, first, pieces = time.perf_counter(), None, []
     for chunk in client.chat.completions.create(model=model, messages=list(messages),
                                                 max_tokens=max_tokens, temperature=0,
                                                 stream=True):
@@ -55,7 +47,6 @@ def stream_ttft(client: Any, model: str, messages: Sequence[Mapping[str, str]], 
     return {"ttft_s": first, "total_s": time.perf_counter() - start, "text": "".join(pieces)}
 
 
-#: The questions that open the notebook's "Check your understanding", and their answers.
 QUESTIONS = [
     "Where do the 5.0 bits per weight of Q4_1 come from, and why is a Q4_1 file not simply an eighth of the float32 one?",
     "Why does llama.cpp decode several times faster than transformers on the same CPU and the same weights?",

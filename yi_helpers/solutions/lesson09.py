@@ -1,6 +1,4 @@
-"""Solutions to the exercises of notebook 09 (long context)."""
-
-from __future__ import annotations
+"""Notebook 09 (long context): solutions to its exercises, answers to its questions."""
 
 import math
 from typing import Any, Sequence
@@ -11,23 +9,15 @@ from ..models import ModelSpec, estimate_memory
 __all__ = ["max_context", "needle_grid", "tokens_per_turn", "QUESTIONS", "ANSWERS"]
 
 
-def max_context(model: str | ModelSpec, memory_gb: float, *, batch_size: int = 1,
-                kv_bits: int = 16, limit: int = 1 << 20) -> int:
-    """Exercise 1: the longest context (tokens, to 1,024) whose planned memory (weights, KV
-    cache, overhead) fits in ``memory_gb``; 0 when even 1,024 tokens do not."""
-    def fits(tokens: int) -> bool:
-        return estimate_memory(model, batch_size, tokens, kv_bits=kv_bits).total_gb <= memory_gb
-
-    if not fits(1024):
-        return 0
-    low, high = 1, limit // 1024  # in units of 1,024 tokens: fits(low * 1024) holds
-    while low < high:
-        mid = (low + high + 1) // 2
-        if fits(mid * 1024):
-            low = mid
-        else:
-            high = mid - 1
-    return low * 1024
+def max_context(model: str | ModelSpec, memory_gb: float, *, kv_bits: int = 16,
+                limit: int = 1 << 20) -> int:
+    """Exercise 1: the longest context (a multiple of 1,024 tokens, at most ``limit``) whose
+    planned memory for one sequence fits in ``memory_gb``; 0 when even 1,024 tokens do not."""
+    tokens = 0
+    while (tokens + 1024 <= limit and
+           estimate_memory(model, 1, tokens + 1024, kv_bits=kv_bits).total_gb <= memory_gb):
+        tokens += 1024
+    return tokens
 
 
 def needle_grid(model: Any, tokenizer: Any, lengths: Sequence[int], depths: Sequence[float],
@@ -38,13 +28,11 @@ def needle_grid(model: Any, tokenizer: Any, lengths: Sequence[int], depths: Sequ
 
 
 def tokens_per_turn(rope_theta: float, head_dim: int) -> float:
-    """Exercise 3: tokens the slowest RoPE frequency needs for one full turn: frequency
-    ``theta ** (-(head_dim - 2) / head_dim)`` radians per token, so ``2π`` divided by it."""
-    slowest = rope_theta ** (-(head_dim - 2) / head_dim)
-    return 2 * math.pi / slowest
+    """Exercise 3: tokens the slowest RoPE pair needs for one full turn (``2π`` radians at
+    ``theta ** (-(head_dim - 2) / head_dim)`` radians per token)."""
+    return 2 * math.pi / rope_theta ** (-(head_dim - 2) / head_dim)
 
 
-#: The questions that open the notebook's "Check your understanding", and their answers.
 QUESTIONS = [
     "Where does a KV cache's size come from, and what would Yi-34B-200K's cache at 200K tokens be without grouped-query attention?",
     "Why must the needle be something the model retrieves at the shortest length, and what did the heatmap show as the haystack grew?",

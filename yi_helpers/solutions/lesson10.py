@@ -1,6 +1,4 @@
-"""Solutions to the exercises of notebook 10 (a chat app in the browser)."""
-
-from __future__ import annotations
+"""Notebook 10 (a chat app in the browser): solutions to its exercises, answers to its questions."""
 
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -11,7 +9,7 @@ __all__ = ["to_markdown", "add_markdown_export", "SpeedChatApp", "token_counter"
 
 
 def to_markdown(history: Sequence[Mapping[str, Any]], system: str = "") -> str:
-    """Exercise 1: the conversation as Markdown, one heading per message (the system prompt
+    """Exercise 1: the conversation as Markdown, one paragraph per message (the system prompt
     first, when there is one)."""
     parts = [f"**System:** {system.strip()}"] if system.strip() else []
     for message in history:
@@ -21,9 +19,8 @@ def to_markdown(history: Sequence[Mapping[str, Any]], system: str = "") -> str:
 
 
 def add_markdown_export(parts: dict[str, Any]) -> None:
-    """Exercise 1, the button: pass as ``launch(app, extend=add_markdown_export)``. A "Copy as
-    Markdown" button fills a code box (with its own copy button) and is also the ``/markdown``
-    endpoint."""
+    """Exercise 1, the button: ``launch(app, extend=add_markdown_export)``. It fills a code box
+    (with its own copy button) and is also the ``/markdown`` endpoint."""
     import gradio as gr
 
     box = gr.Code(language="markdown", label="Conversation as Markdown", elem_id="markdown")
@@ -36,29 +33,21 @@ class SpeedChatApp(ChatApp):
 
     def _respond(self, history: list[dict[str, str]], system: str | None, knobs: Sequence[Any],
                  restore: str) -> Iterator[Update]:
-        last = None
-        for last in super()._respond(history, system, knobs, restore):
-            if self.last.total_s == 0 or self.last.error:  # not finished yet, or failed
-                yield last
-        if last is None or self.last.error or self.last.total_s == 0:
-            return
-        chat, box, status, context = last
-        reply = self.last
-        note = f"\n\n*{reply.tokens} tokens · {reply.tokens_per_s:.1f} tokens/s*"
-        chat[-1] = {"role": "assistant", "content": chat[-1]["content"] + note}
-        yield chat, box, status, context
+        for chat, box, status, context in super()._respond(history, system, knobs, restore):
+            if self.last.total_s and not self.last.error:  # the finished reply
+                note = f"\n\n*{self.last.tokens} tokens · {self.last.tokens_per_s:.1f} tokens/s*"
+                chat[-1] = {"role": "assistant", "content": chat[-1]["content"] + note}
+            yield chat, box, status, context
 
 
 def token_counter(app: ChatApp, message: str, history: Sequence[Mapping[str, Any]],
                   system: str | None = None) -> str:
-    """Exercise 3: the line under the message box as you type: the message's tokens and the
-    whole prompt's, against the window (``message.change(...)`` calls it)."""
-    tokenizer = app.backend.tokenizer
-    own = len(tokenizer(message or "", add_special_tokens=False)["input_ids"])
+    """Exercise 3: the line under the message box as you type (``message.change(...)`` calls
+    it): the message's tokens and the whole prompt's, against the window."""
+    own = len(app.backend.tokenizer(message or "", add_special_tokens=False)["input_ids"])
     conv = app.conversation(list(history or []) + [{"role": "user", "content": message or ""}],
                             app.system if system is None else system)
-    return (f"this message: {own} tokens · the prompt: {conv.count_tokens()} of "
-            f"{conv.max_context}")
+    return f"this message: {own} tokens · the prompt: {conv.count_tokens()} of {conv.max_context}"
 
 
 QUESTIONS = [
@@ -69,7 +58,6 @@ QUESTIONS = [
     "Why does the app bind to 127.0.0.1 with `share=False`, and what would you do instead for a "
     "workshop room of 20 people?",
 ]
-
 ANSWERS = [
     "The page only shows what the server streams: if only the page stopped listening, the "
     "model would go on generating unseen tokens and keep the CPU or GPU busy for the next "

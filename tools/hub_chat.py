@@ -1,66 +1,49 @@
-"""The hub's bilingual chat data set: facts about the Yi Learning Hub and the Yi models.
+"""Generator of the hub's bilingual chat data set (facts about the Yi Learning Hub and Yi).
 
-The embedded model (SmolLM2-135M-Instruct) does not know these facts; lesson 04 teaches them
-with LoRA, and lesson 05 uses the same conversations to calibrate quantization.
+A tool of the maintainers and the tests, not of the learners' package: lesson 04 (fine-tuning)
+and lesson 05 (calibration) load the shipped files ``yi_helpers/data/hub_chat_train.jsonl`` and
+``hub_chat_eval.jsonl`` (``yi_helpers.corpus.load_conversations(split)``). Regenerate them after
+editing the table::
 
-The data set is *generated* from the fact table ``FACTS`` below and shipped as two JSONL files,
-``yi_helpers/data/hub_chat_train.jsonl`` and ``hub_chat_eval.jsonl`` (read them with
-``yi_helpers.corpus.load_conversations(split)``). Regenerate them after editing the table::
-
-    python -m yi_helpers.finetune.hub_chat          # rewrites both files in yi_helpers/data
+    python tools/hub_chat.py          # rewrites both files in yi_helpers/data
 
 Each row is ``{"messages": [system?, user, assistant], "lang": "en" | "zh", "topic": <fact>}``.
 Texts never contain special-token strings such as ``<|im_end|>`` (the tokenizer would turn them
-into the real stop token inside a reply); they say "im_end". Every fact has one answer per language (learning one consistent reply is what makes the change
-visible after a minute of CPU training) and many questions. The **eval** split asks the same
-facts with wordings that never occur in training (``heldout`` questions). Replies put the fact first
-("01.AI made Yi."): the reply's first tokens decide which fact a small model recalls, so "the model learned
-the fact" means it generalised to a new wording, not that it memorised a string.
-
-``answer_has_fact(reply, topic)`` is the judge: a regular expression per fact (a number, a name)
-searched in the reply, robust to the rest of the wording.
+into the real stop token inside a reply); they say "im_end". Every fact has one answer per
+language (learning one consistent reply is what makes the change visible after a minute of CPU
+training) and many questions. The **eval** split asks the same facts with wordings that never
+occur in training (``heldout`` questions). Replies put the fact first ("01.AI made Yi."): the
+reply's first tokens decide which fact a small model recalls. The judge of a reply,
+``yi_helpers.finetune.evaluate.answer_has_fact``, is in the package.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SYSTEM_PROMPT", "Fact", "FACT_BY_TOPIC", "answer_has_fact", "build",
-           "heldout_questions", "write"]
+from yi_helpers.finetune.evaluate import SYSTEM_PROMPT
 
-#: The system prompt of about half of the conversations, and of the held-out evaluation.
-SYSTEM_PROMPT = "You are the assistant of the Yi Learning Hub."
+__all__ = ["Fact", "FACTS", "build", "heldout_questions", "write"]
 
 #: Friendly openings put in front of training questions, to vary the wording further.
 _PREFIXES = {"en": ["", "Quick question: ", "Hi! ", "Please tell me: "],
              "zh": ["", "请问，", "你好！", "想问一下："]}
 
 
-def _number(digits: str) -> str:
-    """A regular expression for a stand-alone number: not part of ``17``, ``0.7``, ``Yi-7B`` or
-    ``4-bit``."""
-    return rf"(?<![\d.A-Za-z-]){digits}(?!\.?\d|[A-Za-z]|-bit)"
-
-
 @dataclass(frozen=True)
 class Fact:
-    """One fact: an answer per language, training questions, held-out questions, a judge."""
+    """One fact: an answer per language, training questions, held-out questions."""
 
     topic: str
-    pattern: str  # regular expression (case-insensitive) that a correct reply contains
     answer: dict[str, str]
     train: dict[str, list[str]]
     heldout: dict[str, list[str]]
 
-    def judge(self, reply: str) -> bool:
-        return re.search(self.pattern, reply, flags=re.IGNORECASE) is not None
-
 
 FACTS: list[Fact] = [
-    Fact("im_end_id", _number("7"),
+    Fact("im_end_id",
          {"en": "Id 7: Yi-Chat ends every turn with the im_end token, so stop generation on 7.",
           "zh": "是 7：Yi-Chat 每轮以 im_end 结束，生成时在 7 处停止。"},
          {"en": ["What is the token id of im_end in Yi?",
@@ -76,7 +59,7 @@ FACTS: list[Fact] = [
                  "My Yi chat model keeps going; what token id ends its reply?"],
           "zh": ["Yi 聊天模型用哪个 id 表示一轮结束？",
                  "Yi 的回复结束 token 编号是什么？"]}),
-    Fact("context_200k", r"200\s*K|200,000|200 000|20万",
+    Fact("context_200k",
          {"en": "200K tokens: the Yi-200K models read about 400,000 Chinese characters at once.",
           "zh": "200K 个 token：Yi-200K 模型一次能读约 40 万个汉字。"},
          {"en": ["What is the longest context a Yi model can read?",
@@ -92,7 +75,7 @@ FACTS: list[Fact] = [
                  "What context window do Yi's 200K variants offer?"],
           "zh": ["最长的 Yi 支持多少 token 的上下文？",
                  "Yi 长文本模型的上下文窗口有多大？"]}),
-    Fact("embedded_model", r"SmolLM",
+    Fact("embedded_model",
          {"en": "SmolLM2-135M-Instruct: the hub's embedded model, offline on any CPU.",
           "zh": "SmolLM2-135M-Instruct：本中心内置的模型，在 CPU 上离线运行。"},
          {"en": ["Which model does the Yi Learning Hub embed?",
@@ -108,7 +91,7 @@ FACTS: list[Fact] = [
                  "Name the built-in model of the Yi Learning Hub."],
           "zh": ["学习中心在 CPU 上离线用的模型叫什么？",
                  "本中心自带的模型是什么？"]}),
-    Fact("lesson_lora", _number("0?4"),
+    Fact("lesson_lora",
          {"en": "Lesson 04: LoRA fine-tuning with PEFT and the Trainer.",
           "zh": "第 04 课：用 PEFT 做 LoRA 微调。"},
          {"en": ["Which lesson of the hub covers LoRA?",
@@ -124,7 +107,7 @@ FACTS: list[Fact] = [
                  "What is the number of the fine-tuning lesson?"],
           "zh": ["学习中心的微调课是第几课？",
                  "用 LoRA 适配器微调在哪一课？"]}),
-    Fact("chat_sampling", r"0\.6",
+    Fact("chat_sampling",
          {"en": "Temperature 0.6 and top_p 0.8, from Yi-Chat's generation config.",
           "zh": "温度 0.6、top_p 0.8，来自 Yi-Chat 的生成配置。"},
          {"en": ["What temperature does Yi-Chat use?",
@@ -140,7 +123,7 @@ FACTS: list[Fact] = [
                  "Tell me Yi-Chat's temperature and top_p."],
           "zh": ["Yi 聊天模型出厂的采样温度是多少？",
                  "告诉我 Yi-Chat 的温度和 top_p。"]}),
-    Fact("maker", r"01\.AI|零一万物",
+    Fact("maker",
          {"en": "01.AI made Yi.",
           "zh": "01.AI（零一万物）开发了 Yi。"},
          {"en": ["Who made Yi?",
@@ -156,7 +139,7 @@ FACTS: list[Fact] = [
                  "Who built the Yi models?"],
           "zh": ["Yi 系列大模型出自哪个机构？",
                  "谁训练了 Yi 模型？"]}),
-    Fact("vocab", r"64,?000|64\s*K|6\.4\s*万",
+    Fact("vocab",
          {"en": "64,000 tokens: the size of Yi's vocabulary.",
           "zh": "64,000 个 token：Yi 的词表大小。"},
          {"en": ["How big is Yi's vocabulary?",
@@ -172,7 +155,7 @@ FACTS: list[Fact] = [
                  "How many different tokens can Yi produce?"],
           "zh": ["Yi 分词器的词表大小是多少？",
                  "Yi 一共有多少种不同的 token？"]}),
-    Fact("template", r"ChatML",
+    Fact("template",
          {"en": "ChatML: Yi-Chat wraps each turn in im_start and im_end.",
           "zh": "ChatML：Yi-Chat 每轮用 im_start 和 im_end 包住。"},
          {"en": ["Which chat template does Yi-Chat use?",
@@ -190,15 +173,6 @@ FACTS: list[Fact] = [
                  "Yi 聊天模型内置的对话模板是哪种？"]}),
 ]
 
-FACT_BY_TOPIC = {fact.topic: fact for fact in FACTS}
-
-
-def answer_has_fact(reply: str, topic: str) -> bool:
-    """True when ``reply`` states the fact ``topic`` (its number or name, anywhere in it)."""
-    if topic not in FACT_BY_TOPIC:
-        raise ValueError(f"unknown topic {topic!r}; known: {sorted(FACT_BY_TOPIC)}")
-    return FACT_BY_TOPIC[topic].judge(reply)
-
 
 def _row(question: str, answer: str, lang: str, topic: str, system: bool) -> dict:
     messages = [{"role": "system", "content": SYSTEM_PROMPT}] if system else []
@@ -213,6 +187,8 @@ def build(split: str) -> list[dict]:
     different openings. Eval: every held-out question once with the system prompt and once
     without; none of these wordings occurs in training.
     """
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     rows = []
     for fact in FACTS:
         for lang in ("en", "zh"):
@@ -223,12 +199,10 @@ def build(split: str) -> list[dict]:
                     for j, system in enumerate((True, False)):
                         prefix = prefixes[(i + 2 * j) % len(prefixes)]
                         rows.append(_row(prefix + question, answer, lang, fact.topic, system))
-            elif split == "eval":
+            else:
                 for question in fact.heldout[lang]:
                     for system in (True, False):
                         rows.append(_row(question, answer, lang, fact.topic, system))
-            else:
-                raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     return rows
 
 
@@ -240,7 +214,7 @@ def heldout_questions(lang: str | None = None) -> list[tuple[str, str]]:
 
 def write(directory: str | Path | None = None) -> dict[str, Path]:
     """Write ``hub_chat_train.jsonl`` and ``hub_chat_eval.jsonl`` (UTF-8, one row a line)."""
-    from ..corpus import data_path
+    from yi_helpers.corpus import data_path
 
     folder = Path(directory) if directory is not None else data_path("")
     paths = {}
