@@ -262,13 +262,13 @@ def test_cpu_prompt_with_a_model_on_the_gpu(tiny_model):
 
     gpu = copy.deepcopy(tiny_model).to("cuda")
     ids = torch.randint(3, 1000, (2, 8), generator=torch.Generator().manual_seed(0))
-    tokens = speed.greedy_tokens(gpu, ids, 4, static_cache=True)
+    tokens = speed.timed_greedy(gpu, ids, 4, static_cache=True)[2]
     assert tokens.shape == (2, 4) and tokens.device.type == "cuda"
 
 
 @needs_cuda
 def test_package_maths_stays_on_the_gpu():
-    from yi_helpers.quantize import gptq_quantize_weight, pack_awq_gemm, rtn_codes
+    from yi_helpers.quantize.algorithms import gptq_quantize_weight, pack_awq_gemm, rtn_codes
     from yi_helpers.sampling import transform
 
     probs = transform(torch.randn(2, 50, device="cuda"), repetition_penalty=1.3,

@@ -1,21 +1,10 @@
-"""Quantization (lesson 05), in three rooms:
+"""Quantization (lesson 05): :mod:`.algorithms` (RTN, GPTQ and AWQ written out to read),
+:mod:`.drivers` (``quantize()``: a loadable folder through GPTQModel, torchao or the written-out
+AWQ) and :mod:`.reload` (``dequantize``, ``dense_copy``, sizes)."""
 
-- :mod:`.algorithms`: round-to-nearest, GPTQ and AWQ written out to read, AWQ's GEMM packing,
-  layer inputs and output error: what each method does, in a few dozen lines.
-- :mod:`.drivers`: ``quantize()``, which writes a loadable folder with the libraries (GPTQModel
-  for GPTQ, torchao for int8 weight-only) or the written-out AWQ; calibration texts.
-- :mod:`.reload`: back from a folder: ``dequantize`` / ``dense_copy`` (the stored weights as
-  float32 layers), ``disk_size``, ``size_ratio``.
-
-Load a quantized folder with ``yi_helpers.load(folder)``. Everything public is importable from
-``yi_helpers.quantize`` itself.
-"""
-
+from . import algorithms, drivers, reload
 from .algorithms import *  # noqa: F401,F403
-from .algorithms import __all__ as _algorithms_all
 from .drivers import *  # noqa: F401,F403
-from .drivers import __all__ as _drivers_all
 from .reload import *  # noqa: F401,F403
-from .reload import __all__ as _reload_all
 
-__all__ = [*_algorithms_all, *_drivers_all, *_reload_all]
+__all__ = [*algorithms.__all__, *drivers.__all__, *reload.__all__]

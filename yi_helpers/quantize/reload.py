@@ -1,10 +1,6 @@
-"""Back from a quantized folder: the weights it stores, as plain float32 layers; its size.
-
-``yi_helpers.load(folder)`` loads a quantized folder with its kernels (fast, each kernel
-rounding its own way). :func:`dequantize` replaces those layers by float32 ``nn.Linear`` layers
-holding exactly the stored weights, so accuracy is measured on the same numbers with plain
-arithmetic; :func:`dense_copy` does that on a copy and keeps the kernels for timing.
-"""
+"""Back from a quantized folder: its stored weights as plain float32 layers (accuracy measured
+on the same numbers with plain arithmetic, while ``yi_helpers.load`` keeps the kernels for
+timing); its size on disk and as planned."""
 
 from __future__ import annotations
 
@@ -21,17 +17,16 @@ from ..models import ModelSpec, planned_weight_bytes, spec
 
 __all__ = ["dequantize", "dense_copy", "disk_size", "size_ratio"]
 
+
 def _dense_weight(module: Any) -> torch.Tensor | None:
-    """The (out, in) float32 weight a GPTQ or AWQ layer of GPTQModel, or a linear holding a
+    """The (out, in) float32 weight a GPTQModel GPTQ or AWQ layer, or a linear holding a
     torchao quantized weight, computes with; else None."""
     weight = getattr(module, "weight", None)
     if isinstance(module, torch.nn.Linear) and type(weight).__module__.startswith("torchao"):
         return weight.dequantize().float()  # int8 codes x their scales
-    if not hasattr(module, "qweight"):
-        return None
-    if hasattr(module, "dequantize_weight"):  # GPTQ layers return (in, out)
+    if hasattr(module, "qweight") and hasattr(module, "dequantize_weight"):  # GPTQ: (in, out)
         return eager(module).dequantize_weight().T.float()
-    if "Awq" in type(module).__name__:
+    if hasattr(module, "qweight") and "Awq" in type(module).__name__:
         from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
 
         return dequantize_gemm(module.qweight, module.qzeros, module.scales, module.bits,
@@ -40,14 +35,9 @@ def _dense_weight(module: Any) -> torch.Tensor | None:
 
 
 def dense_copy(model: Any, folder: str | os.PathLike) -> Any:
-    """A float32 copy of a loaded quantized ``model`` holding the weights its ``folder`` stores,
-    on the model's device (the model itself is kept, with its kernels, for timing).
-
-    On a CPU: :func:`dequantize` of a ``copy.deepcopy`` (call it before the model's first
-    forward pass). On a GPU the copy is dequantized from a fresh CPU load of ``folder``: the
-    CUDA kernels GPTQModel picks there (Marlin, Machete, ExLlama) repack the weights and cannot
-    give them back.
-    """
+    """:func:`dequantize` of a copy of a loaded quantized ``model``, on its device; the model
+    keeps its kernels. On a GPU the copy comes from a fresh CPU load of ``folder``: the CUDA
+    kernels (Marlin, Machete, ExLlama) repack the weights and cannot give them back."""
     device = next(model.parameters()).device
     if device.type == "cpu":
         return dequantize(copy.deepcopy(model))
@@ -56,15 +46,12 @@ def dense_copy(model: Any, folder: str | os.PathLike) -> Any:
 
 def dequantize(model: Any) -> Any:
     """Replace every GPTQ, AWQ or torchao int8 layer of a loaded model by a float32
-    ``nn.Linear`` holding the weights it dequantizes to, and cast the model to float32 (in
-    place; returns it).
+    ``nn.Linear`` with the weights it dequantizes to; cast the model to float32 (in place).
 
-    The weights are the same numbers; only the arithmetic is float32. For measuring accuracy
-    fast and exactly: GPTQModel's 8-bit CPU layer computes in bf16, and on CPUs without bf16
-    instructions its perplexity on 1,400 tokens took minutes; its int4 kernels round
-    differently from a float matmul. Call it on a freshly loaded model, or on a copy of one
-    (``dequantize(copy.deepcopy(model))`` keeps the kernels for timing): the int4 CPU kernels
-    repack their weights at the first forward pass, after which they no longer dequantize.
+    Same numbers, float32 arithmetic: GPTQModel's 8-bit CPU layer computes in bf16 (minutes
+    for a perplexity on CPUs without bf16 instructions) and its int4 kernels round their own
+    way. Call it before the model's first forward pass (or on a ``copy.deepcopy`` made before):
+    the int4 CPU kernels repack their weights then and no longer dequantize.
     """
     replaced = 0
     for name, module in list(model.named_modules()):
@@ -99,8 +86,8 @@ def disk_size(folder: str | os.PathLike) -> int:
 
 
 def size_ratio(model: str | ModelSpec, bits: int, group_size: int | None = None) -> float:
-    """Weights at ``bits`` (decoder linear layers; embedding, LM head and norms 16-bit, plus one
-    scale and zero point per group) divided by the 16-bit weights, from the config alone."""
+    """Weights at ``bits`` (decoder linears; embedding, LM head and norms 16-bit, plus a scale
+    and zero point per group) over the 16-bit weights, from the config alone."""
     s = spec(model)
     if group_size is not None:
         s = dataclasses.replace(s, group_size=group_size)
