@@ -17,7 +17,7 @@ from yi_shape import random_model, tiny_yi_config
 
 # ----------------------------------------------------------------------------- data and prompts
 
-@pytest.mark.parametrize("lang", bench.LANGUAGES)
+@pytest.mark.parametrize("lang", evaluation.LANGUAGES)
 def test_question_sets_are_complete_and_clean(lang):
     test, dev = bench.load_questions(lang, "test"), bench.load_questions(lang, "dev")
     assert len(test) >= 60
@@ -66,13 +66,6 @@ def test_parse_choice(text, letter):
 
 
 # ----------------------------------------------------------------------------- scoring
-
-def test_encode_pair_moves_trailing_space_like_lm_eval(embedded):
-    _, tok = embedded
-    ctx, cont = evaluation.encode_pair(tok, "The correct answer is: ", "A")
-    ctx2, cont2 = evaluation.encode_pair(tok, "The correct answer is:", " A")
-    assert (ctx, cont) == (ctx2, cont2) and len(cont) == 1
-
 
 def test_shared_prefix_cache_gives_the_same_scores(embedded):
     model, tok = embedded
@@ -173,19 +166,19 @@ def test_measure_generation_record(tiny):
 
 def test_static_cache_and_compiled_decode_give_the_same_tokens(tiny):
     ids = torch.randint(3, tiny.config.vocab_size, (2, 8), generator=torch.Generator().manual_seed(1))
-    dynamic = speed.greedy_tokens(tiny, ids, 6)
+    dynamic = speed.timed_greedy(tiny, ids, 6)[2]
     assert dynamic.shape == (2, 6)
     with torch.no_grad():  # the same tokens as transformers' own greedy generate
         ref = tiny.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
                             min_new_tokens=6, do_sample=False)[:, 8:]
     assert torch.equal(dynamic, ref)
-    assert torch.equal(speed.greedy_tokens(tiny, ids, 6, static_cache=True), dynamic)
+    assert torch.equal(speed.timed_greedy(tiny, ids, 6, static_cache=True)[2], dynamic)
     # backend="eager": torch.compile's graph capture without code generation (seconds, not minutes)
     forward, seconds = bench.compile_decode(tiny, batch_size=2, prompt_len=8, new_tokens=6,
                                             backend="eager")
     assert seconds > 0
-    assert torch.equal(speed.greedy_tokens(tiny, ids, 6, static_cache=True, decode_forward=forward),
-                       dynamic)
+    compiled = speed.timed_greedy(tiny, ids, 6, static_cache=True, decode_forward=forward)[2]
+    assert torch.equal(compiled, dynamic)
     r = bench.measure_generation(tiny, batch_size=2, prompt_len=8, new_tokens=6, repeats=2,
                                  static_cache=True, decode_forward=forward, label="compiled")
     assert r["cache"] == "static" and r["compiled"] is True and r["decode_tok_s"]["median"] > 0
@@ -268,7 +261,7 @@ def test_validate_rejects_bad_records(breaks, tmp_path):
 
 def test_text_prediction_tells_a_trained_model_from_random_weights(embedded):
     from yi_helpers.bench import TextPrediction, text_prediction
-    from yi_helpers.bench.evaluation import TRAINED_VS_CHANCE
+    from yi_helpers.bench.perplexity import TRAINED_VS_CHANCE
 
     model, tokenizer = embedded
     trained = text_prediction(model, tokenizer)
