@@ -121,10 +121,14 @@ def test_the_import_graph_has_no_cycle():
 
 
 @pytest.mark.parametrize("idea, home", [
-    ("perplexity", "yi_helpers.bench.evaluation"),
+    ("perplexity", "yi_helpers.bench.perplexity"),
     ("accuracy_interval", "yi_helpers.bench.evaluation"),
     ("decode_tokens_per_s", "yi_helpers.bench.speed"),
     ("model_bytes", "yi_helpers.measure"),
+    ("TensorBytes", "yi_helpers.measure"),
+    ("cache_bytes", "yi_helpers.measure"),
+    ("kv_cache_bytes", "yi_helpers.models"),
+    ("kv_bytes_per_token", "yi_helpers.models"),
     ("resolve_model", "yi_helpers.resolve"),
     ("resolve_dtype", "yi_helpers.devices"),
     ("GB", "yi_helpers.units"),

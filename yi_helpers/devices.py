@@ -1,33 +1,23 @@
 """Devices and dtypes: the one place that decides what ``"auto"`` means.
 
-``load()``, the server (lesson 07), fine-tuning (lesson 04) and quantized loading all ask this
-module; none decides on its own. The rules:
+- device ``"auto"``: ``"cuda"``, else ``"mps"``, else ``"cpu"``; a named device that is absent
+  is an error, not a silent fallback.
+- dtype ``"auto"``: bfloat16 on a CUDA GPU (float16 on older ones), float32 on a CPU and on MPS
+  (identical greedy outputs across CPUs; most CPUs multiply bfloat16 slower). For a model
+  (:func:`load_dtype`) the embedded model stays float32 everywhere (the lessons print the same
+  on a GPU), and a quantized folder loads in bfloat16 everywhere (what it was quantized in).
 
-- **device** ``"auto"``: ``"cuda"`` when torch sees a CUDA GPU, else ``"mps"`` (Apple GPU) when
-  available, else ``"cpu"``. A named device that is absent is an error, not a silent fallback.
-- **dtype** ``"auto"`` (:func:`resolve_dtype`): bfloat16 on a CUDA GPU that supports it
-  (float16 on older GPUs), float32 on a CPU and on MPS: float32 keeps greedy outputs identical
-  across CPUs, and most CPUs multiply bfloat16 slower than float32.
-- **dtype** ``"auto"`` **for a model** (:func:`load_dtype`), two exceptions to the above:
-  the tiny embedded model stays float32 everywhere (so the lessons print the same on a GPU as
-  on the CPU they were written on), and a quantized folder (GPTQ, AWQ, torchao) loads in
-  bfloat16 everywhere (the dtype its 16-bit parts were stored and quantized in).
-
-Light on purpose (torch only, imported inside the functions): nothing here imports
-transformers' model code.
+Light on purpose: torch only, imported inside the functions; no transformers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["resolve_device", "load_dtype", "dtype_name"]
+__all__ = ["resolve_device"]
 
-_DTYPES = {
-    "float32": "float32", "fp32": "float32", "float": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-}
+_DTYPES = {"float32": "float32", "fp32": "float32", "float": "float32", "bfloat16": "bfloat16",
+           "bf16": "bfloat16", "float16": "float16", "fp16": "float16", "half": "float16"}
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -37,12 +27,9 @@ def resolve_device(device: str = "auto") -> str:
     if not isinstance(device, str):
         raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
     name = device.strip().lower()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
+        return "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
     base, _, index = name.partition(":")
     if base not in {"cpu", "cuda", "mps"} or (index and not index.isdigit()):
         raise ValueError(
@@ -53,20 +40,16 @@ def resolve_device(device: str = "auto") -> str:
             f"device={device!r} was asked for, but this machine has no CUDA GPU visible to torch. "
             "Use device='auto' or 'cpu' (the embedded model runs fine on a CPU)."
         )
-    if base == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if base == "mps" and not mps:
         raise ValueError("device='mps' was asked for, but MPS is not available: use 'cpu'.")
     return name
 
 
-def is_auto(dtype: Any) -> bool:
-    return isinstance(dtype, str) and dtype.strip().lower() == "auto"
-
-
 def load_dtype(model_id: str | None, dtype: Any, device: str, *, quantized: bool = False):
     """The torch dtype a model is loaded in: :func:`resolve_dtype`, except that ``"auto"`` keeps
-    the embedded model (``model_id == "embedded"``) in float32 everywhere and gives a
-    ``quantized`` folder bfloat16 everywhere (see the module docstring)."""
-    if is_auto(dtype):
+    the embedded model (``model_id == "embedded"``) in float32 and gives a ``quantized`` folder
+    bfloat16, everywhere."""
+    if isinstance(dtype, str) and dtype.strip().lower() == "auto":
         if model_id == "embedded":
             dtype = "float32"
         elif quantized:
@@ -80,11 +63,7 @@ def dtype_name(dtype: Any) -> str:
 
 
 def resolve_dtype(dtype: Any = "auto", device: str = "cpu"):
-    """``"auto"`` → bfloat16 on a GPU that supports it (float16 otherwise), float32 on a CPU.
-
-    float32 on the CPU keeps greedy outputs identical across machines; pass ``"bfloat16"`` to
-    halve the memory.
-    """
+    """``"auto"`` → bfloat16 on a GPU that supports it (float16 otherwise), float32 on a CPU."""
     import torch
 
     if isinstance(dtype, torch.dtype):

@@ -1,13 +1,8 @@
-"""Memory, measured: the bytes a model holds, and what a process or device uses.
+"""Memory, measured: the bytes a model holds, the peak of a block, what a process or device uses.
 
-- :func:`model_bytes` is the hub's one byte counter for a loaded model: parameters and buffers,
-  a tensor shared by two names (tied embeddings) once, quantized tensors as stored (torchao's
-  int8 tensors by the int8 data and scales inside them; GPTQ/AWQ layers by their packed
-  buffers).
-- :func:`rss_mb`, :func:`peak_rss_mb`, :func:`reset_peak_rss`: this process's memory on a CPU
-  (Linux ``/proc/self/status``), in MB (10⁶ bytes, :mod:`yi_helpers.units`).
-- :func:`device_memory_gb`: memory free now, on a GPU or in RAM; :func:`inference_peak_gb`:
-  the peak of one prefill + one decode step.
+:func:`model_bytes` is the hub's one byte counter for a loaded model, :class:`TensorBytes` its
+one measure of the peak memory of a block of code; process readings are Linux's
+``/proc/self/status``, in MB (10⁶ bytes, :mod:`yi_helpers.units`).
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ from typing import Any
 from .compat import cache_kwarg, output_cache, synchronize
 from .units import GB, MB
 
-__all__ = ["model_bytes", "rss_mb", "peak_rss_mb", "reset_peak_rss", "release_memory", "TensorBytes", "device_memory_gb",
+__all__ = ["model_bytes", "rss_mb", "peak_rss_mb", "reset_peak_rss", "release_memory",
            "inference_peak_gb"]
 
 
@@ -31,8 +26,9 @@ def _nbytes(t: Any) -> int:
 
 
 def model_bytes(model: Any) -> int:
-    """Bytes of a model's parameters and buffers: shared tensors once, packed quantized tensors
-    as stored (see the module docstring)."""
+    """Bytes of a model's parameters and buffers: a tensor shared by two names (tied
+    embeddings) once, quantized tensors as stored (torchao's by the int8 data and scales inside
+    them; GPTQ/AWQ layers by their packed buffers)."""
     seen: set[int] = set()
     total = 0
     for t in list(model.parameters()) + list(model.buffers()):
@@ -40,17 +36,22 @@ def model_bytes(model: Any) -> int:
             key = t.untyped_storage().data_ptr()
         except (RuntimeError, NotImplementedError):  # tensor subclasses have no single storage
             key = id(t)
-        if key in seen:
-            continue
-        seen.add(key)
-        total += _nbytes(t)
+        if key not in seen:
+            seen.add(key)
+            total += _nbytes(t)
     return total
 
 
-def _status_field(name: str) -> float | None:
-    """A ``kB`` field of ``/proc/self/status`` (KiB, as the kernel counts) in MB; None elsewhere."""
+def cache_bytes(cache: Any) -> int:
+    """Bytes the keys and values of a transformers cache object hold, every layer."""
+    return sum(t.numel() * t.element_size() for layer in cache.layers
+               for t in (layer.keys, layer.values) if t is not None)
+
+
+def _status_field(name: str, path: str = "/proc/self/status") -> float | None:
+    """A ``kB`` field of a ``/proc`` file (KiB, as the kernel counts) in MB; None elsewhere."""
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(name + ":"):
                     return int(line.split()[1]) * 1024 / MB
@@ -89,10 +90,9 @@ def reset_peak_rss() -> bool:
 
 def release_memory() -> None:
     """Collect garbage and hand freed heap memory back to the system, so that RSS growth
-    measures what the next step allocates. On glibc it also fixes the mmap threshold at 128 KiB:
-    glibc raises it after large frees, later large buffers then land in the heap where freed
-    memory lingers, and the growth measured would depend on what ran before. Without glibc
-    (macOS, Windows, musl) only the garbage is collected."""
+    measures what the next step allocates. On glibc it also fixes the mmap threshold at 128 KiB
+    (glibc raises it after large frees; large buffers then land in the heap, where freed memory
+    lingers, and the growth would depend on what ran before)."""
     import ctypes
     import ctypes.util
     import gc
@@ -107,36 +107,27 @@ def release_memory() -> None:
 
 
 class TensorBytes:
-    """Count the bytes of the tensors PyTorch creates inside a ``with`` block, and their peak:
-    on a CPU what ``torch.cuda.max_memory_allocated`` measures on a GPU (tensor storage only,
-    exact; RSS adds the allocator's own slack and depends on what ran before).
+    """The peak memory of the tensors created inside a ``with`` block: bytes above what was
+    allocated at its start (``peak``; ``now``: still alive at its end; ``start``).
+
+    On CUDA ``torch.cuda.max_memory_allocated``; elsewhere a dispatch mode counts the storages
+    PyTorch creates and frees: the same measure, exact (RSS adds the allocator's slack and
+    depends on what ran before). Views of storages that existed before (``model``'s parameters
+    and buffers, ``known`` tensors) are not counted.
 
     >>> with torch.no_grad(), TensorBytes(model) as counted:
     ...     model(ids)
-    >>> counted.peak  # bytes
-
-    Storages that existed before (the model's parameters and buffers, ``known`` tensors) are not
-    counted when an operation returns a view of them.
     """
 
     def __init__(self, model: Any = None, known: Any = ()) -> None:
-        from torch.utils._python_dispatch import TorchDispatchMode
-
         tensors = list(known)
         if model is not None:
             tensors += list(model.parameters()) + list(model.buffers())
-        counter = self
-
-        class _Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                out = func(*args, **(kwargs or {}))
-                counter._count(out)
-                return out
-
-        self._mode = _Mode()
+        self.device = tensors[0].device if tensors else None
+        self._cuda = self.device is not None and self.device.type == "cuda"
         self._known = {t.untyped_storage().data_ptr() for t in tensors}
         self._live: dict[int, int] = {}
-        self.now = self.peak = 0
+        self.start = self.now = self.peak = 0
 
     def _count(self, out: Any) -> None:
         import weakref
@@ -160,11 +151,37 @@ class TensorBytes:
         self.now -= self._live.pop(ptr, 0)
 
     def __enter__(self) -> "TensorBytes":
+        import torch
+
+        if self._cuda:
+            release_memory()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device)
+            return self
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                counter._count(out)
+                return out
+
+        self._mode = _Mode()
         self._mode.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._mode.__exit__(*exc)
+        if not self._cuda:
+            self._mode.__exit__(*exc)
+            return
+        import torch
+
+        synchronize(self.device)
+        self.peak = torch.cuda.max_memory_allocated(self.device) - self.start
+        self.now = torch.cuda.memory_allocated(self.device) - self.start
 
 
 def device_memory_gb(device: str) -> float:
@@ -174,13 +191,9 @@ def device_memory_gb(device: str) -> float:
 
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         return free / GB
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 / GB
-    except OSError:
-        pass
+    meminfo = _status_field("MemAvailable", "/proc/meminfo")
+    if meminfo is not None:
+        return meminfo * MB / GB
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / GB
 
 
@@ -192,21 +205,10 @@ def inference_peak_gb(model: Any, batch_size: int, context_len: int) -> float:
 
     device = next(model.parameters()).device
     ids = torch.randint(3, model.config.vocab_size, (batch_size, context_len), device=device)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    with torch.no_grad():
+    with torch.no_grad(), TensorBytes(model) as counted:
         out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
-        nxt = out.logits[:, -1:].argmax(-1)
-        out = model(input_ids=nxt, use_cache=True, logits_to_keep=1,
+        out = model(input_ids=out.logits[:, -1:].argmax(-1), use_cache=True, logits_to_keep=1,
                     **{cache_kwarg(model): output_cache(out)})
-    synchronize(device)
     if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device)
-    else:
-        cache = output_cache(out)
-        kv = sum(t.numel() * t.element_size() for layer in cache.layers
-                 for t in (layer.keys, layer.values))
-        peak = model_bytes(model) + kv
-    del out
-    return peak / GB
+        return (counted.start + counted.peak) / GB
+    return (model_bytes(model) + cache_bytes(output_cache(out))) / GB

@@ -1,20 +1,11 @@
 """One way in for a model name: what ``"embedded"``, ``"01-ai/Yi-6B-Chat"`` or ``"./q4"`` is.
 
-:func:`resolve_model` is the only place that interprets a model name; ``load()``, the server
-(lesson 07), the quantizer (lesson 05) and fine-tuning (lesson 04) all ask it. It never loads
-weights and never touches the network: a hub id stays an id until :func:`download` fetches it
-(or finds it in the Hugging Face cache).
-
-=================  ==================================================  =====================
-kind               what was named                                      ``location``
-=================  ==================================================  =====================
-``embedded``       ``"embedded"``: SmolLM2-135M-Instruct, offline      its safetensors folder
-``folder``         a local folder with safetensors weights             the folder
-``quantized``      a local folder whose config has a                   the folder
-                   ``quantization_config`` (GPTQ, AWQ, torchao)
-``registry``       a Yi id this hub knows (``yi_helpers.models``)      the hub id
-``hub``            any other ``org/name`` id                           the hub id
-=================  ==================================================  =====================
+:func:`resolve_model` is the only place that interprets a model name (``load()``, the server,
+the quantizer and fine-tuning all ask it). It never loads weights nor touches the network: a
+hub id stays an id until :func:`download` fetches it (or finds it in the Hugging Face cache).
+The kinds: ``embedded`` (SmolLM2-135M-Instruct, offline), ``folder`` (local safetensors),
+``quantized`` (a local folder whose config has a ``quantization_config``: GPTQ, AWQ, torchao),
+``registry`` (a Yi id of :mod:`yi_helpers.models`) and ``hub`` (any other ``org/name``).
 """
 
 from __future__ import annotations
@@ -24,13 +15,11 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 from .models import ModelSpec, known_models, spec
 
-__all__ = ["ModelSource", "ModelNotAvailableError", "resolve_model", "download",
-           "quantization_config", "quant_method"]
+__all__ = ["resolve_model"]
 
 #: What :func:`download` fetches from a hub repository: configs, tokenizer files and
 #: safetensors weights. Never pickled ``*.bin`` weights, never Python code.
@@ -45,7 +34,6 @@ class ModelNotAvailableError(OSError):
 class ModelSource:
     """What a model name means (see the module docstring for the kinds)."""
 
-    name: str  # as the caller wrote it
     kind: str  # "embedded" | "folder" | "quantized" | "registry" | "hub"
     location: str  # a local folder, or a hub id
     spec: ModelSpec | None = None  # the registry's entry (embedded and Yi ids)
@@ -55,10 +43,6 @@ class ModelSource:
     def is_local(self) -> bool:
         return self.kind in ("embedded", "folder", "quantized")
 
-    @property
-    def registry_id(self) -> str | None:
-        return self.spec.id if self.spec is not None else None
-
     def local(self, revision: str | None = None) -> "ModelSource":
         """This source with a local folder: itself when local, else the downloaded (or cached)
         hub snapshot, its quantization read from the snapshot's config."""
@@ -66,14 +50,7 @@ class ModelSource:
             return self
         folder = download(self.location, revision=revision)
         method = quant_method(folder)
-        return ModelSource(self.name, "quantized" if method else "folder", str(folder),
-                           self.spec, method)
-
-
-def is_hub_id(name: Any) -> bool:
-    """``org/name`` that is not a local path (``"01-ai/Yi-6B-Chat-4bits"``)."""
-    return (isinstance(name, str) and name.count("/") == 1
-            and not name.startswith((".", "/", "~")) and not Path(name).expanduser().exists())
+        return ModelSource("quantized" if method else "folder", str(folder), self.spec, method)
 
 
 def quantization_config(folder: str | os.PathLike) -> dict:
@@ -104,12 +81,8 @@ def require_safetensors(folder: Path) -> Path:
 
 def resolve_model(model: str | os.PathLike) -> ModelSource:
     """What ``model`` names, as a :class:`ModelSource` (no weights loaded, no network; the
-    embedded model's GGUF is converted to safetensors the first time, 20-40 s).
-
-    Raises:
-        ValueError: not a folder, not an ``org/name`` id, not a known model; or a folder without
-            safetensors weights.
-    """
+    embedded model's GGUF is converted to safetensors the first time, 20-40 s). ValueError:
+    not a folder, an ``org/name`` id or a known model, or a folder without safetensors."""
     if not isinstance(model, (str, os.PathLike)):
         raise ValueError(f"model must be a name or a folder, got {model!r}")
     name = os.fspath(model)
@@ -117,19 +90,18 @@ def resolve_model(model: str | os.PathLike) -> ModelSource:
         from . import embedded
 
         folder = embedded.prepare(verbose=True)
-        return ModelSource(name, "embedded", str(folder), spec("embedded"))
+        return ModelSource("embedded", str(folder), spec("embedded"))
     path = Path(name).expanduser()
     if path.is_dir():
         folder = require_safetensors(path)
         method = quant_method(folder)
-        return ModelSource(name, "quantized" if method else "folder", str(folder), None, method)
+        return ModelSource("quantized" if method else "folder", str(folder), None, method)
     try:
-        s = spec(name)
-        return ModelSource(name, "registry", s.id, s, None)
+        return ModelSource("registry", spec(name).id, spec(name))
     except KeyError:
         pass
-    if is_hub_id(name):
-        return ModelSource(name, "hub", name)
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not path.exists():
+        return ModelSource("hub", name)  # org/name, not a local path
     raise ValueError(
         f"Unknown model {name!r}: not a folder, not a Hugging Face id (org/name), and not one "
         f"of the known models: {', '.join(known_models())}."
@@ -139,13 +111,9 @@ def resolve_model(model: str | os.PathLike) -> ModelSource:
 def _hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         return False
-    try:
-        from huggingface_hub import constants
+    from huggingface_hub import constants
 
-        endpoint = constants.ENDPOINT
-    except Exception:  # pragma: no cover - very old huggingface_hub
-        endpoint = "https://huggingface.co"
-    host = urlparse(endpoint).hostname or "huggingface.co"
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
     try:
         with socket.create_connection((host, 443), timeout=timeout):
             return True
@@ -165,12 +133,8 @@ def _not_available(name: str, cause: BaseException | None = None) -> ModelNotAva
 
 def download(repo_id: str, *, revision: str | None = None) -> Path:
     """The local folder of a hub model (configs, tokenizer, safetensors weights): the Hugging
-    Face cache when it has the files (offline), else a download.
-
-    Raises:
-        ModelNotAvailableError: not cached, and the hub is unreachable or refuses the id.
-        ValueError: the repository has no safetensors weights (pickles are never fetched).
-    """
+    Face cache when it has the files (offline), else a download. ModelNotAvailableError: not
+    cached, and the hub is unreachable or refuses the id; ValueError: no safetensors weights."""
     from huggingface_hub import snapshot_download
 
     kwargs = dict(revision=revision, allow_patterns=list(SNAPSHOT_PATTERNS))
