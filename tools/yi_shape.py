@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from yi_helpers.chat import YI_CHAT_SAMPLING, YI_CHAT_STOP_IDS
 from yi_helpers.models import ModelSpec, spec
 
 __all__ = ["yi_config", "tiny_yi_config", "random_model", "standin"]
@@ -68,8 +69,8 @@ YI_SPECIAL_TOKENS = ("<unk>", "<|startoftext|>", "<|endoftext|>", "<|reserved_3|
                      "<|reserved_4|>", "<|reserved_5|>", "<|im_start|>", "<|im_end|>", "<|im_sep|>")
 
 #: Yi-6B-Chat's ``generation_config.json``: sampling on by default, stop at ``<|im_end|>`` (7).
-YI_CHAT_GENERATION = dict(bos_token_id=6, eos_token_id=7, pad_token_id=0, do_sample=True,
-                          temperature=0.6, top_p=0.8, max_length=4096)
+YI_CHAT_GENERATION = dict(bos_token_id=6, eos_token_id=YI_CHAT_STOP_IDS[0], pad_token_id=0,
+                          do_sample=True, max_length=4096, **YI_CHAT_SAMPLING)
 
 #: Stand-in sizes: ``"tiny"`` keeps Yi's vocabulary, GQA ratio (8 query heads per KV head),
 #: rope theta, norm epsilon and untied LM head at a width a CPU runs in seconds (widths are
@@ -154,7 +155,7 @@ def build_standin(out_dir: Any, size: str = "tiny", *, seed: int = 0, dtype: Any
     import torch
     from transformers import GenerationConfig
 
-    from yi_helpers.system import quiet_hf_progress
+    from yi_helpers.quiet import quiet_hf_progress
 
     out = Path(out_dir).expanduser()
     config = standin_config(size)
@@ -180,7 +181,7 @@ def build_standin(out_dir: Any, size: str = "tiny", *, seed: int = 0, dtype: Any
 def standin(size: str = "tiny"):
     """The stand-in's folder in the hub's cache (``<cache>/standins/yi-chat-standin-<size>``),
     built once (:func:`build_standin`, seed 0); name it as a lesson's ``MODEL``."""
-    from yi_helpers.embedded import cache_dir
+    from yi_helpers.cache import cache_dir
 
     folder = cache_dir() / "standins" / f"yi-chat-standin-{size}"
     if not (folder / "config.json").is_file():

@@ -1,15 +1,8 @@
 """Chat templates, multi-turn chat and stop tokens for Yi (and any ChatML model).
 
-A chat model is trained on conversations written in one exact format, its *chat template*.
-Yi chat models use ChatML::
-
-    <|im_start|>system
-    You are helpful.<|im_end|>
-    <|im_start|>user
-    hi<|im_end|>
-    <|im_start|>assistant
-
-The reply ends with ``<|im_end|>``; generation must stop there (the "never stops" problem).
+Yi chat models are trained on ChatML: ``<|im_start|>user\\nhi<|im_end|>\\n`` per message, then
+``<|im_start|>assistant\\n``. A reply ends with ``<|im_end|>``; generation must stop there (the
+"never stops" problem).
 """
 
 from __future__ import annotations
@@ -20,15 +13,20 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["IM_START", "IM_END", "YI_CHAT_TEMPLATE", "YI15_CHAT_TEMPLATE", "validate_messages",
-           "render", "stop_token_ids", "ensure_pad_token", "default_template",
-           "SAMPLING_KNOBS", "greedy_overrides", "cut_at_stop", "chat", "chat_batch",
-           "Conversation", "ReplyStream", "TokenView"]
+__all__ = ["IM_START", "IM_END", "YI_CHAT_TEMPLATE", "YI_CHAT_SAMPLING", "YI_DEMO_SAMPLING",
+           "validate_messages", "render", "stop_token_ids", "chat", "chat_batch", "Conversation",
+           "TokenView"]
 
 logger = logging.getLogger(__name__)
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 ROLES = ("system", "user", "assistant")
+
+#: Yi chat's stop ids: ``<|im_end|>`` (7) ends a turn, ``<|endoftext|>`` (2) is the eos.
+YI_CHAT_STOP_IDS = (7, 2)
+#: Sampling of the Yi chat models' ``generation_config.json``, and of Yi's web demo.
+YI_CHAT_SAMPLING = dict(temperature=0.6, top_p=0.8)
+YI_DEMO_SAMPLING = YI_CHAT_SAMPLING | dict(repetition_penalty=1.2)
 
 #: The Yi (1.0) chat models' template, ``tokenizer_config.json`` → ``chat_template``
 #: (byte-identical to the one in yi-facts.md). No default system prompt is injected.
@@ -39,14 +37,11 @@ YI_CHAT_TEMPLATE = (
     "{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-#: The Yi-1.5 chat models' template: the system message is emitted raw (no
-#: ``<|im_start|>system`` wrapper), and the assistant header follows every user turn whatever
-#: ``add_generation_prompt`` says. The text, byte for byte, that three inference projects carry
-#: for ``01-ai/Yi-1.5-*-Chat``: Xinference's model registry (``llm_family.json``, entry
-#: "Yi-1.5-chat", which pins 01.AI's Hugging Face revisions), Intel's OpenVINO GenAI tests
-#: (``tokenizer_configs.py``, key "01-ai/Yi-1.5-34B-Chat") and LocalAI's known templates
-#: (``core/config/guesser.go``). None quotes 01.AI's ``tokenizer_config.json`` directly, which
-#: cannot be read from here: very likely the official text, not verified against it.
+#: The Yi-1.5 chat models' template: the system message raw (no ``<|im_start|>system``), the
+#: assistant header after every user turn whatever ``add_generation_prompt`` says. Byte for byte
+#: the text of Xinference's registry (``llm_family.json``, "Yi-1.5-chat"), OpenVINO GenAI's tests
+#: (``tokenizer_configs.py``) and LocalAI (``core/config/guesser.go``); 01.AI's own
+#: ``tokenizer_config.json`` could not be read here: very likely the official text, unverified.
 YI15_CHAT_TEMPLATE = (
     "{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] %}"
     "{% endif %}{% if system_message is defined %}{{ system_message }}{% endif %}"
@@ -64,11 +59,9 @@ _JINJA = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
 
 
 def validate_messages(messages: Any) -> list[dict[str, str]]:
-    """Check a conversation and return it as a list of ``{"role", "content"}`` dicts.
-
-    Rules: a non-empty list of dicts; ``role`` is system, user or assistant; ``content`` is a
-    string (empty is allowed); a system message may only come first.
-    """
+    """The conversation as ``{"role", "content"}`` dicts, or a ``ValueError`` naming the message
+    and the rule: a non-empty list; roles system, user, assistant; string contents; a system
+    message only first."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise ValueError(
             "messages must be a list of dicts like [{'role': 'user', 'content': 'Hi'}], "
@@ -102,11 +95,9 @@ def render(messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool
            template: Any = "yi") -> str:
     """The prompt string for ``messages``.
 
-    Args:
-        template: ``"yi"`` (Yi chat models), ``"yi-1.5"`` (reported Yi-1.5 format), a Jinja
-            template string containing ``{%`` or ``{{``, or a tokenizer (its own template).
-        add_generation_prompt: end with ``<|im_start|>assistant\\n`` so the model writes the
-            reply (without it the model may continue the user's turn).
+    ``template``: ``"yi"``, ``"yi-1.5"``, a Jinja template string, or a tokenizer (its own
+    template). ``add_generation_prompt`` ends it with ``<|im_start|>assistant\\n`` so the model
+    writes the reply (without it the model may continue the user's turn).
     """
     checked = validate_messages(messages)
     if hasattr(template, "apply_chat_template"):
@@ -129,8 +120,7 @@ def render(messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool
 def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
     """Token ids generation must stop at: ``<|im_end|>`` first, then the eos ids."""
     ids: list[int] = []
-    vocab = tokenizer.get_vocab()
-    candidates: list[Any] = [vocab.get(IM_END), tokenizer.eos_token_id]
+    candidates = [tokenizer.get_vocab().get(IM_END), tokenizer.eos_token_id]
     if model is not None:
         candidates.append(model.generation_config.eos_token_id)
     for c in candidates:
@@ -155,22 +145,18 @@ def default_template(tokenizer: Any) -> Any:
 SAMPLING_KNOBS = ("temperature", "top_p", "top_k", "min_p")
 
 
-def greedy_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` for greedy decoding: sampling knobs dropped, and the model's own sampling
-    defaults (Yi chat: temperature 0.6, top_p 0.8) cleared so generate() does not warn."""
-    kept = {k: v for k, v in kwargs.items() if k not in SAMPLING_KNOBS}
-    return kept | {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-
-
-def _generation_kwargs(tokenizer: Any, model: Any, max_new_tokens: int,
-                       sampling: dict[str, Any]) -> dict[str, Any]:
+def generation_kwargs(tokenizer: Any, model: Any, max_new_tokens: int,
+                      sampling: dict[str, Any]) -> dict[str, Any]:
+    """``generate``'s keyword arguments: ``sampling``, greedy unless a sampling knob is given
+    (same prompt, same reply), stopping at Yi's stop ids."""
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
     kwargs = dict(sampling)
-    # Greedy unless a sampling knob is given: same prompt, same reply.
-    kwargs.setdefault("do_sample", any(k in kwargs for k in SAMPLING_KNOBS))
-    if not kwargs["do_sample"]:
-        kwargs = greedy_overrides(kwargs)
+    if not kwargs.setdefault("do_sample", any(k in kwargs for k in SAMPLING_KNOBS)):
+        # greedy: the knobs dropped, and the model's own sampling defaults (Yi chat: temperature
+        # 0.6, top_p 0.8) cleared so generate() does not warn
+        kwargs = {k: v for k, v in kwargs.items() if k not in SAMPLING_KNOBS}
+        kwargs |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     # max_length=None: the reply length is max_new_tokens, not the model's own max_length (Yi
     # chat models ship 4096, and generate() warns when both are set)
     kwargs.update(max_new_tokens=max_new_tokens, max_length=None,
@@ -181,102 +167,97 @@ def _generation_kwargs(tokenizer: Any, model: Any, max_new_tokens: int,
 
 def cut_at_stop(token_ids: list[int], stops: list[int]) -> list[int]:
     """The ids before the first stop id."""
-    for i, token_id in enumerate(token_ids):
-        if token_id in stops:
-            return token_ids[:i]
-    return token_ids
+    return token_ids[:next((i for i, t in enumerate(token_ids) if t in stops), len(token_ids))]
 
 
-def _encode(tokenizer: Any, prompt: str, device: Any):
-    # The template already wrote every special token: add none (Yi adds no BOS either).
-    return tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(device)
-
-
-def fit_window(model: Any, inputs: Any, max_new_tokens: int, *, truncate: bool = False
-               ) -> tuple[Any, int]:
-    """Keep a prompt inside the model's window (``long_context.context_window``): a prompt that
-    leaves no room for a reply raises ``ContextTooLongError`` (or, with ``truncate=True``, loses
-    its oldest tokens, logged); a reply that would run past the window gets fewer new tokens
-    (logged). Returns the inputs and ``max_new_tokens`` to use."""
+def fit_window(model: Any, n: int, max_new_tokens: int) -> int:
+    """``max_new_tokens`` cut (and logged) so that a reply after ``n`` prompt tokens stays in the
+    model's window; a prompt with no room for a reply raises ``ContextTooLongError``."""
     from .long_context import ContextTooLongError, context_window
 
     window = context_window(model.config)
-    n = inputs["input_ids"].shape[1]
     if n >= window:
-        if not truncate:
-            raise ContextTooLongError(
-                f"the prompt is {n} tokens and the model's window {window}: no room for a reply."
-                f" Shorten it; keep a Conversation(tokenizer, max_context={window}), which drops "
-                "the oldest turns; pass truncate=True to keep only the last tokens; or load the "
-                "model with a RoPE scaling option for a longer window "
-                "(yi_helpers.long_context.with_rope_scaling, lesson 09)")
-        keep = max(1, window - max_new_tokens)
-        logger.warning("truncate=True: dropped the first %d of %d prompt tokens to fit the "
-                       "%d-token window", n - keep, n, window)
-        inputs = {k: v[:, -keep:] for k, v in inputs.items()}
-        n = keep
+        raise ContextTooLongError(
+            f"the prompt is {n} tokens and the model's window {window}: no room for a reply. "
+            f"Shorten it; keep a Conversation(tokenizer, max_context={window}), which drops the "
+            "oldest turns; or load the model with a RoPE scaling option for a longer window "
+            "(yi_helpers.long_context.with_rope_scaling, lesson 09)")
     if n + max_new_tokens > window:
         logger.warning("max_new_tokens=%d would run past the %d-token window: %d new tokens",
                        max_new_tokens, window, window - n)
         max_new_tokens = window - n
-    return inputs, max_new_tokens
+    return max_new_tokens
 
 
 def chat(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, str]], *,
          max_new_tokens: int = 256, stream: bool = False, template: Any = None,
-         truncate: bool = False, stop: threading.Event | None = None,
-         **sampling: Any) -> str | Iterator[str]:
-    """The assistant's reply to ``messages``.
+         stop: threading.Event | None = None, **sampling: Any) -> str | Iterator[str]:
+    """The assistant's reply to ``messages``, without special tokens.
 
-    Stops at ``<|im_end|>`` and at the eos ids, and never returns special tokens. Greedy
-    (deterministic) unless a sampling argument is given (``temperature=0.6, top_p=0.8``...).
-    With ``stream=True`` it returns a :class:`ReplyStream`: an iterator of text pieces as they
-    are generated, counting its tokens.
-
-    ``template`` defaults to the tokenizer's own template (``"yi"`` when it has none). A prompt
-    longer than the model's window raises ``ContextTooLongError`` before any work is done
-    (``truncate=True``: its oldest tokens are dropped instead, and that is logged).
-
-    ``stop``: a ``threading.Event`` another thread may set to end the reply early (within one
-    token; the text so far is the reply). Closing a stream early (``close()``, or leaving a
-    ``for`` loop over it) ends its generation too: no thread keeps generating unseen tokens.
+    Stops at ``<|im_end|>`` and the eos ids. Greedy unless a sampling argument is given
+    (``temperature=0.6, top_p=0.8``...). ``stream=True``: a :class:`ReplyStream` of text pieces.
+    ``template`` defaults to the tokenizer's own (``"yi"`` when it has none). A prompt longer
+    than the model's window raises ``ContextTooLongError`` before any work. ``stop``: an event
+    another thread may set to end the reply within one token (the text so far is the reply).
     """
-    if template is None:
-        template = default_template(tokenizer)
-    prompt = render(messages, add_generation_prompt=True, template=template)
-    inputs = _encode(tokenizer, prompt, model.device)
-    inputs, max_new_tokens = fit_window(model, inputs, max_new_tokens, truncate=truncate)
-    kwargs = _generation_kwargs(tokenizer, model, max_new_tokens, sampling)
-    if stream:
-        return ReplyStream(model, tokenizer, inputs, kwargs, stop)
+    if not stream:
+        return chat_batch(model, tokenizer, [messages], max_new_tokens=max_new_tokens,
+                          template=template, stop=stop, **sampling)[0]
+    inputs, kwargs = _prepare(model, tokenizer, [messages], template, max_new_tokens, sampling)
+    return ReplyStream(model, tokenizer, inputs, kwargs, stop)
+
+
+def chat_batch(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, str]]],
+               *, max_new_tokens: int = 256, template: Any = None,
+               stop: threading.Event | None = None, **sampling: Any) -> list[str]:
+    """Replies to several conversations in one batch (arguments: as :func:`chat`'s). The shorter
+    prompts are padded on the *left* (a decoder-only model generates at the right end of each
+    row) and the attention mask hides the padding: greedy replies equal one-by-one replies."""
     import torch
 
+    inputs, kwargs = _prepare(model, tokenizer, conversations, template, max_new_tokens, sampling)
     if stop is not None:
         kwargs["stopping_criteria"] = _when_set(stop)
     with torch.no_grad():
         out = model.generate(**inputs, **kwargs)
-    new = cut_at_stop(out[0, inputs["input_ids"].shape[1]:].tolist(), kwargs["eos_token_id"])
-    return tokenizer.decode(new, skip_special_tokens=True).strip()
+    width = inputs["input_ids"].shape[1]
+    return [tokenizer.decode(cut_at_stop(row[width:].tolist(), kwargs["eos_token_id"]),
+                             skip_special_tokens=True).strip() for row in out]
+
+
+def _prepare(model: Any, tokenizer: Any, conversations: Sequence[Any], template: Any,
+             max_new_tokens: int, sampling: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The conversations' prompts, left-padded, and ``generate``'s keyword arguments."""
+    if template is None:
+        template = default_template(tokenizer)
+    prompts = [render(c, add_generation_prompt=True, template=template) for c in conversations]
+    ensure_pad_token(tokenizer)
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        # The template already wrote every special token: add none (Yi adds no BOS either).
+        inputs = tokenizer(prompts, add_special_tokens=False, padding=True,
+                           return_tensors="pt").to(model.device)
+    finally:
+        tokenizer.padding_side = side
+    max_new_tokens = fit_window(model, inputs["input_ids"].shape[1], max_new_tokens)
+    return inputs, generation_kwargs(tokenizer, model, max_new_tokens, sampling)
 
 
 def _when_set(*events: threading.Event) -> Any:
     """A ``stopping_criteria`` list for ``generate`` that ends it once any event is set."""
-    import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class _Stop(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            done = any(event.is_set() for event in events)
-            return torch.full((input_ids.shape[0],), done, dtype=torch.bool,
-                              device=input_ids.device)
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+            return any(event.is_set() for event in events)  # asked after every token
 
     return StoppingCriteriaList([_Stop()])
 
 
 class ReplyStream:
-    """A reply as it is generated: iterate it for text pieces (a word or so each: the streamer
-    cuts at spaces); ``tokens`` counts the new tokens so far. ``close()`` (or leaving a ``for``
-    loop early) ends the generation and joins its thread."""
+    """A reply as it is generated: iterate it for text pieces (a word or so each); ``tokens``
+    counts the new tokens so far. ``close()`` (or leaving a ``for`` loop early) ends the
+    generation and joins its thread: no thread keeps generating unseen tokens."""
 
     def __init__(self, model: Any, tokenizer: Any, inputs: Any, kwargs: dict[str, Any],
                  stop: threading.Event | None = None) -> None:
@@ -337,34 +318,6 @@ class ReplyStream:
             raise errors[0]
 
 
-def chat_batch(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, str]]],
-               *, max_new_tokens: int = 256, template: Any = None, **sampling: Any) -> list[str]:
-    """Replies to several conversations in one batch (left padding).
-
-    Decoder-only models generate at the right end of each row, so the shorter prompts are padded
-    on the *left*; the attention mask hides the padding. Greedy replies equal one-by-one replies.
-    """
-    import torch
-
-    if template is None:
-        template = default_template(tokenizer)
-    prompts = [render(c, add_generation_prompt=True, template=template) for c in conversations]
-    kwargs = _generation_kwargs(tokenizer, model, max_new_tokens, sampling)
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        ensure_pad_token(tokenizer)
-        inputs = tokenizer(prompts, add_special_tokens=False, padding=True,
-                           return_tensors="pt").to(model.device)
-    finally:
-        tokenizer.padding_side = side
-    with torch.no_grad():
-        out = model.generate(**inputs, **kwargs)
-    width = inputs["input_ids"].shape[1]
-    return [tokenizer.decode(cut_at_stop(row[width:].tolist(), kwargs["eos_token_id"]),
-                             skip_special_tokens=True).strip() for row in out]
-
-
 class Conversation:
     """A chat history that keeps itself inside the model's context.
 
@@ -373,7 +326,7 @@ class Conversation:
 
     Before each reply, if the prompt plus ``max_new_tokens`` would not fit in ``max_context``,
     the oldest user/assistant turns are dropped (never the system message, never the newest
-    user message), and what was dropped is logged and kept in ``dropped``.
+    user message), and what was dropped is logged.
     """
 
     def __init__(self, tokenizer: Any, system: str | None = None, *,
@@ -386,10 +339,8 @@ class Conversation:
                              "e.g. model.config.max_position_embeddings)")
         self.max_context = int(limit)
         self.messages: list[dict[str, str]] = []
-        self.dropped: list[dict[str, str]] = []
         if system is not None:
-            self.messages.append({"role": "system", "content": system})
-        validate_messages(self.messages or [{"role": "user", "content": ""}])
+            self._add("system", system)
 
     def add_user(self, content: str) -> None:
         self._add("user", content)
@@ -401,9 +352,8 @@ class Conversation:
         validate_messages(self.messages + [{"role": role, "content": content}])
         self.messages.append({"role": role, "content": content})
 
-    def count_tokens(self, messages: Sequence[Mapping[str, str]] | None = None) -> int:
-        prompt = render(messages if messages is not None else self.messages,
-                        add_generation_prompt=True, template=self.template)
+    def count_tokens(self) -> int:
+        prompt = render(self.messages, add_generation_prompt=True, template=self.template)
         return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def fit(self, reserve: int = 0, *, log: bool = True) -> list[dict[str, str]]:
@@ -418,19 +368,16 @@ class Conversation:
         while self.count_tokens() > budget:
             turns = self.messages[start:]
             if len(turns) <= 1:
-                need = self.count_tokens()
                 raise ValueError(
-                    f"the prompt needs {need} tokens even with only the system message and the "
-                    f"newest user message, but {budget} are available ({self.max_context} "
-                    f"context - {reserve} reserved for the reply): shorten the message or the "
-                    "system prompt, or lower max_new_tokens")
+                    f"the prompt needs {self.count_tokens()} tokens even with only the system "
+                    f"message and the newest user message, but {budget} are available "
+                    f"({self.max_context} context - {reserve} reserved for the reply): shorten "
+                    "the message or the system prompt, or lower max_new_tokens")
             # drop the oldest turn, and its answer with it, so roles keep alternating
             n = 2 if len(turns) > 2 and turns[0]["role"] == "user" and \
                 turns[1]["role"] == "assistant" else 1
             dropped.extend(self.messages[start:start + n])
             del self.messages[start:start + n]
-        if dropped:
-            self.dropped.extend(dropped)
         if dropped and log:
             summary = "; ".join(f"{m['role']}: {m['content'][:40]!r}" for m in dropped)
             logger.warning("Conversation: dropped %d oldest message(s) to fit %d tokens: %s",
@@ -449,18 +396,16 @@ class Conversation:
 
 
 class TokenView:
-    """Tokens of a text as coloured boxes with their ids (HTML), or as plain text.
-
-    Notebooks display the HTML; GitHub and terminals show the plain-text form.
-    """
+    """Tokens of a text as coloured boxes with their ids (HTML, for notebooks), or as plain text
+    (``repr``, for GitHub and terminals)."""
 
     PALETTE = ("#fde2e4", "#e2ece9", "#dfe7fd", "#fff1c1", "#e8dff5", "#d8f3dc")
 
     def __init__(self, tokenizer: Any, text: str) -> None:
         self.ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
         self.tokens: list[str] = [tokenizer.decode([i]) for i in self.ids]
-        self.special = set(getattr(tokenizer, "all_special_ids", []))
         vocab = tokenizer.get_vocab()
+        self.special = set(getattr(tokenizer, "all_special_ids", []))
         self.special |= {vocab[t] for t in (IM_START, IM_END) if t in vocab}
 
     def __repr__(self) -> str:
@@ -470,9 +415,7 @@ class TokenView:
             if token == "\n" or token_id in self.special and token == IM_END:
                 lines.append(" ".join(line))
                 line = []
-        if line:
-            lines.append(" ".join(line))
-        return "\n".join(lines)
+        return "\n".join(lines + [" ".join(line)] if line else lines)
 
     def _repr_html_(self) -> str:
         import html
@@ -482,11 +425,11 @@ class TokenView:
             special = token_id in self.special
             colour = "#ffd6a5" if special else self.PALETTE[n % len(self.PALETTE)]
             shown = html.escape(token).replace("\n", "\\n").replace(" ", "&nbsp;")
-            weight = "bold" if special else "normal"
             spans.append(
-                f'<span style="background:{colour};font-weight:{weight};border:1px solid #999;'
-                f'border-radius:3px;padding:1px 3px;margin:1px;display:inline-block;'
-                f'font-family:monospace">{shown}<sub style="color:#555">{token_id}</sub></span>'
+                f'<span style="background:{colour};font-weight:{"bold" if special else "normal"};'
+                'border:1px solid #999;border-radius:3px;padding:1px 3px;margin:1px;'
+                f'display:inline-block;font-family:monospace">{shown}'
+                f'<sub style="color:#555">{token_id}</sub></span>'
             )
             if token == "\n":
                 spans.append("<br>")

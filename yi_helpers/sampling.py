@@ -1,10 +1,6 @@
-"""Sampling, written out plainly: from logits to the next token, and what each knob does.
-
-``transform`` applies the same rules as transformers' logits processors, in the same order
-(repetition penalty, then temperature, top-k, top-p, min-p), one readable step at a time; a test
-holds it to transformers' own result within 1e-6. The measurements (distinct-n, repeated n-grams,
-length, log-likelihood) turn "this setting feels more diverse" into numbers.
-"""
+"""Sampling written out plainly: ``transform`` applies transformers' logits processors' rules
+in generate's order, one readable step at a time (a test holds it to theirs within 1e-6); the
+measurements turn "this setting feels more diverse" into numbers."""
 
 from __future__ import annotations
 
@@ -14,18 +10,14 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .chat import (SAMPLING_KNOBS, cut_at_stop, default_template, ensure_pad_token,
-                   greedy_overrides, render, stop_token_ids)
+from .chat import SAMPLING_KNOBS, cut_at_stop, default_template, generation_kwargs, render
 
-__all__ = ["YI_BASE_SAMPLING", "YI_CHAT_SAMPLING", "YI_DEMO_SAMPLING", "transform", "kept",
-           "entropy_bits", "next_token_distribution", "repeated_ngram_rate", "sample",
-           "mean_log_likelihood", "measure"]
+__all__ = ["YI_BASE_SAMPLING", "transform", "kept", "entropy_bits", "next_token_distribution",
+           "repeated_ngram_rate", "sample", "measure"]
 
-#: Settings the Yi README and demos use.
+#: The Yi README's settings for base-model text generation (the chat ones are in ``chat``).
 YI_BASE_SAMPLING = dict(temperature=0.7, top_k=40, top_p=0.8, repetition_penalty=1.3,
-                        no_repeat_ngram_size=5)  # README, base-model text generation
-YI_CHAT_SAMPLING = dict(temperature=0.6, top_p=0.8)  # generation_config.json of Yi chat models
-YI_DEMO_SAMPLING = dict(temperature=0.6, top_p=0.8, repetition_penalty=1.2)  # Yi web demo
+                        no_repeat_ngram_size=5)
 
 
 def check_sampling_args(*, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
@@ -46,10 +38,8 @@ def check_sampling_args(*, temperature: float = 1.0, top_k: int = 0, top_p: floa
 
 
 def check_logits(logits: torch.Tensor) -> None:
-    """Raise ``ValueError`` when ``logits`` (``(vocab,)`` or ``(batch, vocab)``) cannot be turned
-    into probabilities: a NaN score, or a row where every score is ``-inf`` (nothing left to
-    sample). Both would give NaN probabilities without a word; they usually mean the model ran
-    in a dtype that overflowed (float16 on a CPU), or a mask removed every token."""
+    """Raise ``ValueError`` for logits that would give NaN probabilities without a word: a NaN
+    score, or a row where every score is ``-inf`` (nothing left to sample)."""
     if torch.isnan(logits).any():
         raise ValueError("logits contain NaN: the model's forward pass overflowed or was fed "
                          "invalid input (float16 on a CPU often does this; use float32 or "
@@ -65,17 +55,10 @@ def check_logits(logits: torch.Tensor) -> None:
 def transform(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int = 0,
               top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
               input_ids: torch.Tensor | Sequence[int] | None = None) -> dict[str, torch.Tensor]:
-    """Probabilities after each sampling rule, in the order ``generate`` applies them.
-
-    Args:
-        logits: next-token scores, shape ``(vocab,)`` or ``(batch, vocab)``.
-        input_ids: the tokens so far (needed for ``repetition_penalty``).
-
-    Returns:
-        The probability vector after each step, keyed by the step's name (``"logits"``,
-        ``"repetition_penalty"``, ``"temperature"``, ``"top_k"``, ``"top_p"``, ``"min_p"``),
-        and ``"final"``, the last one. Removed tokens have probability 0.
-    """
+    """The probabilities of ``logits`` (``(vocab,)`` or ``(batch, vocab)``) after each sampling
+    rule, keyed by the rule's name in the order ``generate`` applies them, from ``"logits"`` to
+    ``"final"`` (removed tokens: probability 0). ``input_ids``, the tokens so far, are needed
+    for ``repetition_penalty``."""
     check_sampling_args(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                         repetition_penalty=repetition_penalty)
     scores = logits.detach().float()
@@ -93,7 +76,8 @@ def transform(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int = 0,
         ids = torch.as_tensor(input_ids, dtype=torch.long, device=scores.device)
         ids = ids.reshape(scores.shape[0], -1)
         seen = torch.zeros_like(scores, dtype=torch.bool).scatter(1, ids, True)
-        penalised = torch.where(scores < 0, scores * repetition_penalty, scores / repetition_penalty)
+        penalised = torch.where(scores < 0, scores * repetition_penalty,
+                                scores / repetition_penalty)
         scores = torch.where(seen, penalised, scores)
     stages["repetition_penalty"] = scores.softmax(-1)
 
@@ -148,9 +132,8 @@ def entropy_bits(probs: torch.Tensor) -> float:
 
 @dataclass
 class NextToken:
-    """The model's next-token distribution after a prompt."""
+    """The next-token distribution after a prompt."""
 
-    prompt: str
     logits: torch.Tensor  # (vocab,), float32
     ids: list[int]  # the ``top`` most likely ids, most likely first
     tokens: list[str]
@@ -169,19 +152,16 @@ def next_token_distribution(model: Any, tokenizer: Any, prompt: str | Sequence[M
     tokenizer's chat template): the ``top`` most likely tokens, and all logits."""
     if not isinstance(top, int) or top < 1:
         raise ValueError(f"top must be a positive integer, got {top!r}")
-    text = _prompt_text(tokenizer, prompt)
-    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(model.device)
+    ids = tokenizer(_prompt_text(tokenizer, prompt), add_special_tokens=False,
+                    return_tensors="pt").to(model.device)
     with torch.no_grad():
         logits = model(**ids).logits[0, -1].float().cpu()
     probs = logits.softmax(-1)
     best = probs.topk(min(top, probs.shape[-1]))
     top_ids = [int(i) for i in best.indices]
-    return NextToken(prompt=text, logits=logits, ids=top_ids,
+    return NextToken(logits=logits, ids=top_ids,
                      tokens=[tokenizer.decode([i]) for i in top_ids],
                      probs=[float(p) for p in best.values])
-
-
-# ---------------------------------------------------------------- measurements
 
 
 def ngrams(tokens: Sequence[Any], n: int) -> list[tuple]:
@@ -197,43 +177,27 @@ def distinct_n(sequences: Sequence[Sequence[Any]], n: int) -> float:
 def repeated_ngram_rate(sequence: Sequence[Any], n: int = 3) -> float:
     """Share of a sequence's n-grams that already occurred earlier in the same sequence."""
     grams = ngrams(sequence, n)
-    if not grams:
-        return 0.0
-    seen: set = set()
-    repeats = 0
-    for g in grams:
-        repeats += g in seen
-        seen.add(g)
-    return repeats / len(grams)
+    return (len(grams) - len(set(grams))) / len(grams) if grams else 0.0
 
 
 def sample(model: Any, tokenizer: Any, prompt: str | Sequence[Mapping[str, str]], *,
            n: int = 8, max_new_tokens: int = 32, seed: int = 0, do_sample: bool = True,
            **sampling: Any) -> list[list[int]]:
-    """``n`` continuations of ``prompt`` (token ids, stop tokens removed), seeded.
-
-    ``sampling`` takes generate's arguments (temperature, top_k, top_p, min_p,
-    repetition_penalty, no_repeat_ngram_size, num_beams ...). Same seed → same continuations.
-    """
+    """``n`` continuations of ``prompt`` (token ids, stop tokens removed); same seed, same
+    continuations. ``sampling``: generate's arguments (``temperature``, ``num_beams``...)."""
     check_sampling_args(**{k: sampling[k] for k in SAMPLING_KNOBS + ("repetition_penalty",)
                            if k in sampling})
-    if not do_sample:
-        sampling = greedy_overrides(sampling)
-    else:
-        sampling["do_sample"] = True
-        sampling.setdefault("top_k", 0)  # no hidden top-k=50 default: every knob is explicit
-        sampling.setdefault("top_p", 1.0)
-        sampling.setdefault("temperature", 1.0)
-    stops = stop_token_ids(tokenizer, model)
+    if do_sample:  # no hidden top-k=50 default: every knob is explicit
+        sampling = {"top_k": 0, "top_p": 1.0, "temperature": 1.0} | sampling
+    sampling["do_sample"] = do_sample
+    kwargs = generation_kwargs(tokenizer, model, max_new_tokens, sampling)
     ids = tokenizer(_prompt_text(tokenizer, prompt), add_special_tokens=False,
                     return_tensors="pt").to(model.device)
     torch.manual_seed(seed)
     with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=max_new_tokens,
-                             num_return_sequences=n if do_sample else 1, eos_token_id=stops,
-                             pad_token_id=ensure_pad_token(tokenizer),
-                             **sampling)
-    results = [cut_at_stop(row, stops) for row in out[:, ids["input_ids"].shape[1]:].tolist()]
+        out = model.generate(**ids, num_return_sequences=n if do_sample else 1, **kwargs)
+    results = [cut_at_stop(row, kwargs["eos_token_id"])
+               for row in out[:, ids["input_ids"].shape[1]:].tolist()]
     return results if do_sample else results * n
 
 
@@ -260,9 +224,8 @@ def mean_log_likelihood(model: Any, tokenizer: Any, prompt: str | Sequence[Mappi
     logp = logits[:, :-1].float().log_softmax(-1).cpu()
     targets = ids[:, 1:]
     picked = logp.gather(2, targets[..., None])[..., 0]
-    scored = torch.zeros_like(targets, dtype=torch.bool)
-    for row, cont in enumerate(conts):
-        scored[row, len(prefix) - 1:len(prefix) - 1 + len(cont)] = True
+    scored = mask[:, 1:].bool()  # the continuations' tokens, not the prompt's
+    scored[:, :max(len(prefix) - 1, 0)] = False
     return float(picked[scored].sum()) / int(scored.sum())
 
 
