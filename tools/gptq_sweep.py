@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from yi_helpers.system import cpu_features
+    from yi_helpers.machine import cpu_features
 
     settings = [(n, o, 4) for n, o, _ in SETTINGS[:2]] if args.quick else SETTINGS
     start = time.perf_counter()

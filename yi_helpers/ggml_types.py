@@ -1,23 +1,19 @@
-"""GGML tensor types and llama.cpp file types, without loading anything: bits per weight from
-the block layouts (the ``gguf`` package's table), which types a file type such as ``Q4_K_M``
-mixes, and published Yi GGUF sizes to check the planner against. The planner itself
-(``yi_helpers.models.gguf_file_bytes``, ``estimate_memory(..., gguf_type=...)``) and the files
-(``yi_helpers.llamacpp``) build on it.
-"""
+"""GGML tensor types and llama.cpp file types, without loading anything: bits per weight from the
+``gguf`` package's block layouts, the types a file type such as ``Q4_K_M`` mixes, and published
+Yi GGUF sizes to check the planner (``yi_helpers.models.gguf_file_bytes``) against."""
 
 from __future__ import annotations
 
-__all__ = ["GGUFError", "bits_per_weight", "GGUF_FILE_TYPES", "more_bits", "PUBLISHED_GGUF_GB"]
+__all__ = ["bits_per_weight", "GGUF_FILE_TYPES", "PUBLISHED_GGUF_GB"]
 
 
 class GGUFError(ValueError):
-    """A file that is not a GGUF, a type that cannot be written, or a request the model cannot
-    take (a context longer than it was trained for)."""
+    """Not a GGUF, a type that cannot be written, or a context longer than the model's."""
 
 
 def bits_per_weight(qtype: str) -> float:
-    """Bits each weight takes in a GGML type, block overhead included: ``"Q4_1"`` 5.0,
-    ``"Q8_0"`` 8.5, ``"Q4_0"`` 4.5, ``"Q4_K"`` 4.5, ``"F16"`` 16."""
+    """Bits each weight takes in a GGML type, block overhead included: ``"Q4_1"`` 5.0 (a 16-bit
+    scale, a 16-bit minimum and 32 four-bit weights in 20 bytes), ``"Q8_0"`` 8.5, ``"F16"`` 16."""
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
     try:
@@ -28,10 +24,9 @@ def bits_per_weight(qtype: str) -> float:
     return size * 8 / block
 
 
-#: llama.cpp file types (``llama-quantize`` names) and the tensor types each one writes:
-#: ``base`` for most matrices, ``more`` for the tensors it keeps at more bits (the LM head; in
-#: the _M mixes also ``attn_v`` and ``ffn_down`` of the first and last eighth of the layers and
-#: of every third layer between: llama.cpp's ``use_more_bits`` rule). Norms stay F32.
+#: llama.cpp file types (``llama-quantize`` names) and the tensor types each one writes: ``base``
+#: for most matrices, ``more`` for the LM head and, in the _M mixes, the ``attn_v`` and
+#: ``ffn_down`` of the layers :func:`more_bits` picks. Norms stay F32.
 GGUF_FILE_TYPES: dict[str, dict[str, str]] = {
     "F16": {"base": "F16", "more": "F16"},
     "Q8_0": {"base": "Q8_0", "more": "Q8_0"},
@@ -41,10 +36,8 @@ GGUF_FILE_TYPES: dict[str, dict[str, str]] = {
     "Q4_0": {"base": "Q4_0", "more": "Q6_K"},
 }
 
-
-#: Published GGUF file sizes (GB, the "Provided files" tables of the model cards) for the
-#: planner to be checked against: model id -> (source, {file type: GB}). No Yi-1.5-9B card
-#: with a size table was at hand.
+#: Published GGUF file sizes (GB, the "Provided files" tables of the model cards): model id ->
+#: (source, {file type: GB}). No Yi-1.5-9B card with a size table was at hand.
 PUBLISHED_GGUF_GB: dict[str, tuple[str, dict[str, float]]] = {
     "01-ai/Yi-6B-Chat": ("https://huggingface.co/XeIaso/yi-chat-6b-GGUF",
                          {"Q4_K_M": 3.67, "Q5_K_M": 4.30, "Q8_0": 6.44}),
