@@ -1,13 +1,13 @@
-"""yi_helpers.long_context: KV maths, the haystack and its scorer, the window check."""
+"""yi_helpers.long_context: KV maths, the filler text, the window check."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from yi_helpers.long_context import (NEEDLES, ContextTooLongError, build_haystack, check_window,
-                                     context_window, loss_by_position, max_batch, measure_prefill,
-                                     needle_found, rope_inv_freq, with_rope_scaling)
+from yi_helpers.long_context import (ContextTooLongError, check_window, context_window,
+                                     filler_ids, loss_by_position, max_batch, measure_prefill,
+                                     rope_inv_freq, with_rope_scaling)
 from yi_helpers.measure import cache_bytes
 from yi_helpers.models import kv_cache_bytes
 
@@ -58,28 +58,16 @@ def test_context_window_and_clear_errors(tiny):
         with_rope_scaling(tiny.config, "ntk", 2)
 
 
-def test_haystack_has_the_length_and_the_needle_at_its_depth(embedded):
+def test_filler_has_the_length_asked_for_in_either_language(embedded):
     _, tok = embedded
-    needle_ids = tok(" " + NEEDLES["en"][0], add_special_tokens=False)["input_ids"]
-    for n in (300, 1000, 2500):  # 2500: longer than the filler text, which repeats
-        for depth in (0.0, 0.25, 0.5, 0.9, 1.0):
-            hay = build_haystack(tok, n, depth)
-            assert abs(len(hay.ids) - n) <= 1
-            assert hay.ids[hay.needle_start:hay.needle_start + hay.needle_len] == needle_ids
-            assert abs(hay.depth - depth) <= 40 / n  # the nearest sentence boundary
-    zh = build_haystack(tok, 600, 0.5, lang="zh")
-    assert len(zh.ids) == 600 and "4817" in tok.decode(zh.ids)
-    with pytest.raises(ValueError, match=r"depth must be in \[0, 1\]"):
-        build_haystack(tok, 500, 1.5)
-    with pytest.raises(ValueError, match="does not fit"):
-        build_haystack(tok, 5, 0.5)
-
-
-def test_needle_scorer_takes_either_language_and_rejects_near_misses():
-    for reply in ("The secret code is 4817.", "秘密代码是4817。", "代码是四八一七", "4817"):
-        assert needle_found(reply), reply
-    for reply in ("The secret code is 4871.", "48170", "481", "code: 14817", "I do not know."):
-        assert not needle_found(reply), reply
+    once = filler_ids(tok)
+    assert len(filler_ids(tok, 300)) == 300 and filler_ids(tok, 300) == once[:300]
+    longer = filler_ids(tok, 3 * len(once))  # longer than the text: it repeats
+    assert longer == once * 3
+    zh = tok.decode(filler_ids(tok, 200, "zh"))
+    assert "铁路" in zh or "山谷" in zh
+    with pytest.raises(ValueError, match="lang must be 'en' or 'zh'"):
+        filler_ids(tok, 10, "fr")
 
 
 @pytest.mark.slow

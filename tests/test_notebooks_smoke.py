@@ -31,7 +31,8 @@ NOTEBOOKS = discover_notebooks()
 # on the embedded model, and lesson 06's torch.compile recipe, which compiles the stand-in's two
 # blocks in seconds and the embedded model's thirty in a minute.
 SWITCHED_ON = {"05": {"METHODS": ["int8 weight-only", "AWQ 4-bit", "GPTQ 4-bit"]},
-               "06": {"TRY_COMPILE": True}}
+               "06": {"TRY_COMPILE": True},
+               "09": {"LANG": "zh"}}  # the needle test in Chinese (exercise 2)
 
 
 # Each run's time goes to the ledger of docs/CONTRIBUTING.md's test budget (conftest.py).

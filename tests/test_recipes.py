@@ -38,6 +38,7 @@ TAG = "recipe"
 # here, off: the smoke runs switch them on, on the tiny Yi stand-in (test_notebooks_smoke.py).
 QUICK_SIZES: dict[str, dict[str, object]] = {
     "04": {"MAX_STEPS": 2, "EVAL_ROWS": 2},
+    "09": {"NEEDLE_LENGTHS": [512], "DEPTHS": [0.5]},  # one needle, not nine
 }
 
 
@@ -48,7 +49,8 @@ def inputs_for(lesson: str) -> dict[str, str]:
     from yi_helpers.corpus import data_path
 
     files = {"04": {"TRAIN_FILE": "hub_chat_train.jsonl", "EVAL_FILE": "hub_chat_eval.jsonl"},
-             "05": {"CALIBRATION_FILE": "calibration_chat.jsonl"}}
+             "05": {"CALIBRATION_FILE": "calibration_chat.jsonl"},
+             "09": {"HAYSTACK_FILE": "haystack_en.txt"}}
     inputs = {name: str(data_path(file)) for name, file in files.get(lesson, {}).items()}
     if lesson == "08":
         inputs["GGUF"] = str(embedded.gguf_path())

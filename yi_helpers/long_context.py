@@ -1,22 +1,20 @@
 """Long context: what a window costs, whether a model uses it, and what RoPE scaling changes.
 
-The window and its check, a measured prefill (time, memory, cache), the needle-in-a-haystack
-test on the hub's own filler text (``data/haystack_en.txt``, ``haystack_zh.txt``: written for
-the hub, never downloaded), loss by position, RoPE's frequencies, the planner's largest batch.
+The window and its check, a measured prefill (time, memory, cache), the hub's own filler text
+(``data/haystack_en.txt``, ``haystack_zh.txt``: written for the hub, never downloaded; lesson 09
+hides its needle in it), loss by position, RoPE's frequencies, the planner's largest batch.
 The KV cache's size from a config is ``models.kv_cache_bytes``.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 import time
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .models import ModelSpec, estimate_memory
 
-__all__ = ["context_window", "measure_prefill", "filler_ids", "ask_needle", "loss_by_position",
+__all__ = ["context_window", "measure_prefill", "filler_ids", "loss_by_position",
            "rope_inv_freq", "with_rope_scaling", "max_batch"]
 
 
@@ -91,92 +89,18 @@ def measure_prefill(model: Any, ids: Any, *, chunk: int | None = None,
     return record
 
 
-#: Needle, question and the value to find, per language: short and distinctive, so that a small
-#: model can find it at a short length (a test that nobody passes teaches nothing).
-NEEDLES: dict[str, tuple[str, str, str]] = {
-    "en": ("The secret code is 4817.", "What is the secret code?", "4817"),
-    "zh": ("秘密代码是4817。", "秘密代码是多少？", "4817"),
-}
-_ZH_DIGITS = str.maketrans("零〇一二三四五六七八九", "00123456789")
-
-
-@dataclass(frozen=True)
-class Haystack:
-    """Filler token ids with the needle inside: its first position and length, and its depth
-    (start / (tokens - needle length))."""
-
-    ids: list[int]
-    needle_start: int
-    needle_len: int
-    lang: str
-    depth: float
-
-
 def filler_ids(tokenizer: Any, n_tokens: int | None = None, lang: str = "en") -> list[int]:
     """Token ids of the hub's filler text: ``n_tokens`` of them (the text repeated when longer is
     asked for), or the whole text once (``None``)."""
     from .corpus import data_path
 
-    if lang not in NEEDLES:
-        raise ValueError(f"lang must be one of {sorted(NEEDLES)}, got {lang!r}")
+    if lang not in ("en", "zh"):
+        raise ValueError(f"lang must be 'en' or 'zh', got {lang!r}")
     text = data_path(f"haystack_{lang}.txt").read_text(encoding="utf-8").strip()
     one = tokenizer(text + "\n\n", add_special_tokens=False)["input_ids"]
     if n_tokens is None:
         return one
     return (one * (n_tokens // len(one) + 1))[:n_tokens]
-
-
-def build_haystack(tokenizer: Any, n_tokens: int, depth: float, *, lang: str = "en") -> Haystack:
-    """``n_tokens`` tokens of filler with the needle sentence at ``depth`` (0: the start, 1: the
-    end), placed at the sentence boundary nearest to that depth."""
-    if not 0 <= depth <= 1:
-        raise ValueError(f"depth must be in [0, 1], got {depth}")
-    needle = (" " if lang == "en" else "") + NEEDLES[lang][0]
-    needle_ids = tokenizer(needle, add_special_tokens=False)["input_ids"]
-    room = n_tokens - len(needle_ids)
-    if room < 1:
-        raise ValueError(f"the needle ({len(needle_ids)} tokens) does not fit in {n_tokens} "
-                         "tokens: ask for a longer haystack")
-    filler = filler_ids(tokenizer, room, lang)
-    target = round(depth * room)
-    ends = [0, room] + [i + 1 for i in range(room - 1)
-                        if re.search(r"[.。!?！？]\s*$", tokenizer.decode(filler[i:i + 1]))]
-    start = min(ends, key=lambda i: (abs(i - target), i))
-    return Haystack(filler[:start] + needle_ids + filler[start:], start, len(needle_ids), lang,
-                    start / room)
-
-
-def needle_found(reply: str, value: str = "4817") -> bool:
-    """Whether ``reply`` states ``value``: digits in either language (``4817``, ``四八一七``),
-    not inside a longer number, so near misses (``4871``, ``48170``, ``481``) fail."""
-    normal = reply.translate(_ZH_DIGITS)
-    return re.search(rf"(?<!\d){re.escape(value)}(?!\d)", normal) is not None
-
-
-def ask_needle(model: Any, tokenizer: Any, n_tokens: int, depth: float, *, lang: str = "en",
-               max_new_tokens: int = 12, strict: bool = True) -> dict:
-    """Hide the needle at ``depth`` in ``n_tokens`` of filler, ask for it in the same user turn
-    (greedy), and score the reply: ``found``, ``reply``, the actual ``depth``, the prompt's
-    length. ``strict=False`` runs a prompt longer than the window instead of refusing it."""
-    import torch
-
-    hay = build_haystack(tokenizer, n_tokens, depth, lang=lang)
-    marker = "\x00HAYSTACK\x00"  # the haystack's ids go in its place, not re-tokenized
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": f"{marker}\n\n{NEEDLES[lang][1]}"}],
-        add_generation_prompt=True, tokenize=False)
-    before, after = (tokenizer(t, add_special_tokens=False)["input_ids"]
-                     for t in text.split(marker))
-    ids = before + hay.ids + after
-    if strict:
-        check_window(model.config, len(ids) + max_new_tokens)
-    x = torch.tensor([ids], device=next(model.parameters()).device)
-    with torch.no_grad():
-        out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens,
-                             do_sample=False, max_length=None)
-    reply = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
-    return {"n_tokens": n_tokens, "depth": hay.depth, "prompt_tokens": len(ids), "reply": reply,
-            "found": needle_found(reply, NEEDLES[lang][2])}
 
 
 def loss_by_position(model: Any, ids: Sequence[int], *, bucket: int = 256,

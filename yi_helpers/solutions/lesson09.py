@@ -1,12 +1,10 @@
 """Notebook 09 (long context): solutions to its exercises, answers to its questions."""
 
 import math
-from typing import Any, Sequence
 
-from ..long_context import ask_needle
 from ..models import ModelSpec, estimate_memory
 
-__all__ = ["max_context", "needle_grid", "tokens_per_turn", "QUESTIONS", "ANSWERS"]
+__all__ = ["max_context", "NEEDLE_IN_CHINESE", "tokens_per_turn", "QUESTIONS", "ANSWERS"]
 
 
 def max_context(model: str | ModelSpec, memory_gb: float, *, kv_bits: int = 16,
@@ -20,11 +18,12 @@ def max_context(model: str | ModelSpec, memory_gb: float, *, kv_bits: int = 16,
     return tokens
 
 
-def needle_grid(model: Any, tokenizer: Any, lengths: Sequence[int], depths: Sequence[float],
-                *, lang: str = "zh") -> dict[tuple[int, float], bool]:
-    """Exercise 2: the needle test in another language: ``(length, depth) -> found``."""
-    return {(n, d): ask_needle(model, tokenizer, n, d, lang=lang)["found"]
-            for n in lengths for d in depths}
+#: Exercise 2: the needle test with ``LANG = "zh"``, on the embedded model.
+NEEDLE_IN_CHINESE = (
+    "It misses the code at every length and depth. The reply repeats the filler's first words "
+    "(山谷里的铁路...) or comments in English on the text: the stand-in is English-first and too "
+    "weak in Chinese to answer from a Chinese document. Yi-6B-200K, trained on Chinese too, is "
+    "the model to try it with.")
 
 
 def tokens_per_turn(rope_theta: float, head_dim: int) -> float:
@@ -40,6 +39,6 @@ QUESTIONS = [
 ]
 ANSWERS = [
     "Every layer stores a key and a value vector per KV head for every token: 2 × layers × KV heads × head size × bytes. Yi-34B has 8 KV heads for 56 query heads; with one KV head per query head its cache would be 7 times larger, about 320 GiB at 200K tokens instead of about 46.",
-    "A test nobody passes cannot tell a model that ignores its context from a needle it cannot read; recall at the shortest length shows the test works. The stand-in found the code everywhere at 512 tokens and missed most placements from 1,024 tokens on.",
+    "A test nobody passes cannot tell a model that ignores its context from a needle it cannot read; recall at the shortest length shows the test works. The stand-in found the code everywhere up to 1,024 tokens and missed it near the start at 2,048.",
     "The chat models were fine-tuned with a 4K window: their RoPE and attention have not seen longer inputs, and they degrade past it. The 200K base models were trained for long inputs. The run needs memory for the KV cache (about 12 GiB at 200K tokens for 6B in bf16, plus the weights), SDPA or flash attention, and often KV-cache quantization or offloading.",
 ]
