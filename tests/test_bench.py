@@ -174,7 +174,9 @@ def test_static_cache_and_compiled_decode_give_the_same_tokens(tiny):
     assert torch.equal(dynamic, ref)
     assert torch.equal(speed.timed_greedy(tiny, ids, 6, static_cache=True)[2], dynamic)
     # backend="eager": torch.compile's graph capture without code generation (seconds, not minutes)
-    forward, seconds = bench.compile_decode(tiny, batch_size=2, prompt_len=8, new_tokens=6,
+    from gpu_check import compile_decode
+
+    forward, seconds = compile_decode(tiny, batch_size=2, prompt_len=8, new_tokens=6,
                                             backend="eager")
     assert seconds > 0
     compiled = speed.timed_greedy(tiny, ids, 6, static_cache=True, decode_forward=forward)[2]

@@ -1,4 +1,4 @@
-"""tools/yi_shape.py and measure.inference_peak_gb: Yi-shaped random models, checked on the
+"""tools/yi_shape.py and gpu_report.inference_peak_gb: Yi-shaped random models, checked on the
 CPU at a tiny scale."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yi_helpers.measure import inference_peak_gb
+from gpu_report import inference_peak_gb
 from yi_helpers.models import spec
 from yi_shape import random_model, tiny_yi_config, yi_config
 

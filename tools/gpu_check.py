@@ -155,7 +155,7 @@ def _decode_row(model, model_id: str, weights: str, weight_bytes: float, kv_byte
     """Batch-1 decode speed next to the roofline. ``compile_with``: ``torch.compile`` keyword
     arguments (backend, mode) for a static-cache decode (``bench.speed.compile_decode``; its
     compile seconds are recorded apart) instead of the eager one."""
-    from yi_helpers.bench.speed import (compile_decode, decode_roofline_tokens_per_s,
+    from yi_helpers.bench.speed import (decode_roofline_tokens_per_s,
                                         measure_generation)
 
     prompt, new = 128, 64
@@ -194,7 +194,7 @@ def run_yi(report, batches: list[int], context: int, skip_4bit: bool, *,
 
     from gpu_report import memory_record, record_dict
     from yi_helpers.bench.speed import measure_bandwidth_gbs
-    from yi_helpers.measure import inference_peak_gb
+    from gpu_report import inference_peak_gb
     from yi_helpers.models import planned_weight_bytes, spec, spec_from_config
     from yi_shape import random_model, yi_config
 
@@ -240,9 +240,7 @@ def run_yi(report, batches: list[int], context: int, skip_4bit: bool, *,
             return
         from transformers import LlamaForCausalLM
 
-        from yi_helpers.loading import bnb_4bit_config
-
-        # the same NF4 config as yi_helpers.load(..., quantization="nf4") (QLoRA's base); the
+        # the NF4 config of QLoRA's base (lesson 04's BitsAndBytesConfig); the
         # folder has no tokenizer, so the weights are loaded directly
         q = LlamaForCausalLM.from_pretrained(
             tmp, dtype=torch.bfloat16, device_map=device,
@@ -403,6 +401,41 @@ def main(argv: list[str] | None = None) -> int:
     print(report.to_markdown())
     print(f"written: {json_path}, {md_path}")
     return 1 if any(n["status"] != "ok" for n in report.notebooks) else 0
+
+
+
+def bnb_4bit_config(dtype: str = "bfloat16"):
+    """bitsandbytes' 4-bit config as QLoRA uses it: NF4, double quantization, compute and
+    storage in ``dtype`` (the runner's 4-bit row; bitsandbytes is checked for first)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    compute = getattr(torch, dtype)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute,
+                              bnb_4bit_quant_storage=compute)
+
+
+def compile_decode(model, *, batch_size: int = 1, prompt_len: int = 128, new_tokens: int = 16,
+                   backend: str = "inductor", mode: str | None = None) -> tuple:
+    """``torch.compile`` the forward for static-cache decode steps and compile it now, with one
+    generation at these sizes: returns ``(compiled forward, compile seconds)``.
+
+    ``dynamic=False``: one graph for these shapes (another batch size or cache length compiles
+    again). ``backend="eager"`` checks the mechanics in seconds without generating code (tests);
+    on a CUDA GPU try ``mode="reduce-overhead"`` (CUDA graphs).
+    """
+    import torch
+
+    from yi_helpers.bench.speed import random_prompt, timed_greedy
+
+    forward = torch.compile(model.forward, backend=backend, mode=mode, dynamic=False)
+    ids = random_prompt(model, batch_size, prompt_len)
+    start = time.perf_counter()
+    timed_greedy(model, ids, new_tokens, static_cache=True, cache_len=prompt_len + new_tokens,
+                 decode_forward=forward)
+    return forward, time.perf_counter() - start
+
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 the notebooks' times, written as ``report.json`` and ``report.md``.
 
 Not part of the learners' package: only the runner writes it. The measurements themselves come
-from ``yi_helpers`` (``measure.inference_peak_gb``, ``bench.speed``); this module puts them next
+from ``yi_helpers`` (``bench.speed``; ``inference_peak_gb`` here); this module puts them next
 to the planner's estimate and the Yi README's table, and reads the numbers out.
 """
 
@@ -209,3 +209,23 @@ def _fmt(value: float | None) -> str:
 
 def record_dict(record: MemoryRecord) -> dict:
     return asdict(record) | {"estimate_error": record.estimate_error}
+
+
+def inference_peak_gb(model: Any, batch_size: int, context_len: int) -> float:
+    """Peak memory (GB) to prefill ``batch_size`` sequences of ``context_len`` tokens and decode
+    one more token with the KV cache: allocated GPU memory on CUDA (weights included), or on a
+    CPU the bytes of weights + KV cache that the run held (an exact count, not RSS)."""
+    import torch
+
+    from yi_helpers.compat import cache_kwarg, output_cache
+    from yi_helpers.measure import TensorBytes, cache_bytes, model_bytes
+
+    device = next(model.parameters()).device
+    ids = torch.randint(3, model.config.vocab_size, (batch_size, context_len), device=device)
+    with torch.no_grad(), TensorBytes(model) as counted:
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=out.logits[:, -1:].argmax(-1), use_cache=True, logits_to_keep=1,
+                    **{cache_kwarg(model): output_cache(out)})
+    if device.type == "cuda":
+        return (counted.start + counted.peak) / GB
+    return (model_bytes(model) + cache_bytes(output_cache(out))) / GB

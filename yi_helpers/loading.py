@@ -30,7 +30,7 @@ from .models import ModelSpec, estimate_memory, recommend, spec
 from .resolve import ModelNotAvailableError, quantization_config, resolve_model  # noqa: F401
 from .quiet import import_gptqmodel, quiet_backends, quiet_hf_progress
 
-__all__ = ["load", "bnb_4bit_config"]
+__all__ = ["load"]
 
 #: from_pretrained options load() always sets, and refuses to have changed.
 _FIXED_OPTIONS = {"trust_remote_code": False, "use_safetensors": True}
@@ -68,19 +68,6 @@ def configure_chat_stopping(model: Any, tokenizer: Any) -> list[int]:
     gen.eos_token_id = stop if len(stop) > 1 else (stop[0] if stop else None)
     gen.pad_token_id = ensure_pad_token(tokenizer)
     return stop
-
-
-def bnb_4bit_config(dtype: Any = "bfloat16"):
-    """bitsandbytes' 4-bit config as QLoRA uses it: NF4, double quantization, compute and
-    storage in ``dtype`` (the GPU runner's 4-bit row, ``tools/gpu_check.py``, which checks
-    that bitsandbytes is installed first)."""
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    compute = getattr(torch, dtype_name(dtype))
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute,
-                              bnb_4bit_quant_storage=compute)
 
 
 def kernel_backend(device: str, backend: str | None = None) -> str | None:

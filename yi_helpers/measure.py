@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .compat import cache_kwarg, output_cache, synchronize
+from .compat import synchronize
 from .units import GB, MB
 
-__all__ = ["model_bytes", "rss_mb", "peak_rss_mb", "reset_peak_rss", "release_memory",
-           "inference_peak_gb"]
+__all__ = ["model_bytes", "rss_mb", "peak_rss_mb", "reset_peak_rss", "release_memory"]
 
 
 def _nbytes(t: Any) -> int:
@@ -195,20 +194,3 @@ def device_memory_gb(device: str) -> float:
     if meminfo is not None:
         return meminfo * MB / GB
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / GB
-
-
-def inference_peak_gb(model: Any, batch_size: int, context_len: int) -> float:
-    """Peak memory (GB) to prefill ``batch_size`` sequences of ``context_len`` tokens and decode
-    one more token with the KV cache: allocated GPU memory on CUDA (weights included), or on a
-    CPU the bytes of weights + KV cache that the run held (an exact count, not RSS)."""
-    import torch
-
-    device = next(model.parameters()).device
-    ids = torch.randint(3, model.config.vocab_size, (batch_size, context_len), device=device)
-    with torch.no_grad(), TensorBytes(model) as counted:
-        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
-        out = model(input_ids=out.logits[:, -1:].argmax(-1), use_cache=True, logits_to_keep=1,
-                    **{cache_kwarg(model): output_cache(out)})
-    if device.type == "cuda":
-        return (counted.start + counted.peak) / GB
-    return (model_bytes(model) + cache_bytes(output_cache(out))) / GB

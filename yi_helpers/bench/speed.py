@@ -16,7 +16,7 @@ from ..compat import cache_kwarg, output_cache, synchronize
 from ..measure import peak_rss_mb, reset_peak_rss, rss_mb
 from ..units import GB, MB
 
-__all__ = ["measure_generation", "decode_tokens_per_s", "compile_decode",
+__all__ = ["measure_generation", "decode_tokens_per_s",
            "dtype_speedup", "kv_bytes_per_token", "measure_bandwidth_gbs",
            "decode_roofline_tokens_per_s", "roofline"]
 
@@ -118,23 +118,6 @@ def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
             "decode_tok_s": median_min_max([steps / t for t in decode]),
             "decode_tok_s_total": median_min_max([batch_size * steps / t for t in decode]),
             "peak_mb": round(peak, 1), "peak_extra_mb": round(peak - before, 1)}
-
-
-def compile_decode(model, *, batch_size: int = 1, prompt_len: int = 128, new_tokens: int = 16,
-                   backend: str = "inductor", mode: str | None = None) -> tuple[Any, float]:
-    """``torch.compile`` the forward for static-cache decode steps and compile it now, with one
-    generation at these sizes: returns ``(compiled forward, compile seconds)``.
-
-    ``dynamic=False``: one graph for these shapes (another batch size or cache length compiles
-    again). ``backend="eager"`` checks the mechanics in seconds without generating code (tests);
-    on a CUDA GPU try ``mode="reduce-overhead"`` (CUDA graphs).
-    """
-    forward = torch.compile(model.forward, backend=backend, mode=mode, dynamic=False)
-    ids = random_prompt(model, batch_size, prompt_len)
-    start = time.perf_counter()
-    timed_greedy(model, ids, new_tokens, static_cache=True, cache_len=prompt_len + new_tokens,
-                 decode_forward=forward)
-    return forward, time.perf_counter() - start
 
 
 def dtype_speedup(speed: list[dict], dtype: str = "bfloat16", base: str = "float32") -> dict | None:
