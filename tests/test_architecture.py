@@ -1,10 +1,13 @@
 """The package's shape, checked: every module says what it exports, no private name crosses a
-module border, and the import graph (function-level imports included) has no cycle."""
+module border, the import graph (function-level imports included) has no cycle, and
+docs/architecture.md's table of what each lesson uses is true."""
 
 from __future__ import annotations
 
 import ast
 import importlib
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -144,3 +147,30 @@ def test_one_home_per_idea(idea, home):
             if idea in defined:
                 homes.append(name)
     assert homes == [home]
+
+
+def lesson_modules(notebook: Path) -> set[str]:
+    """The package's modules a lesson's code cells import (a subpackage counts as one)."""
+    code = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text(encoding="utf-8"))[
+        "cells"] if c["cell_type"] == "code")
+    code = re.sub(r"^(\s*)[%!].*$", r"\1pass", code, flags=re.MULTILINE)  # IPython lines
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("yi_helpers"):
+            if node.module == "yi_helpers":  # `from yi_helpers import load, embedded`
+                package = importlib.import_module("yi_helpers")
+                found |= {a.name if f"yi_helpers.{a.name}" in MODULES else
+                          getattr(package, a.name).__module__.split(".")[1] for a in node.names}
+            else:
+                found.add(node.module.split(".")[1])
+    return found - {"solutions"}
+
+
+def test_the_lesson_table_of_the_architecture_page_is_true():
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = {m.group(1): set(m.group(2).split(", "))
+             for m in re.finditer(r"^\| (\d\d) [^|]*\| ([\w, ]+) \|$", page, re.MULTILINE)}
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(table) == [p.name[:2] for p in notebooks], "one row per lesson"
+    for notebook in notebooks:
+        assert table[notebook.name[:2]] == lesson_modules(notebook), notebook.name

@@ -40,7 +40,6 @@ OPTIONAL = {
     "bitsandbytes": "4-bit (nf4) on CUDA: the runner's 4-bit row, QLoRA in lesson 04",
     "vllm": "lesson 07 shows the `vllm serve` command when vLLM is installed",
     "ipywidgets": "lesson 03's interactive explorer (EXPLORER = True)",
-    "httpx": "yi_helpers.serve's fallback for openai < 3, which brings it (openai 3 brings httpx2)",
 }
 
 
