@@ -53,12 +53,14 @@ class GpuMemoryPoller:
 
     @staticmethod
     def used_gb() -> float | None:
+        from yi_helpers.units import GB, MiB
+
         if not shutil.which("nvidia-smi"):
             return None
         out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
                              capture_output=True, text=True)
         try:
-            return float(out.stdout.split()[0]) * 2**20 / 1e9  # MiB -> GB
+            return float(out.stdout.split()[0]) * MiB / GB  # nvidia-smi reports MiB
         except (IndexError, ValueError):
             return None
 
@@ -153,10 +155,9 @@ EAGER = "eager, dynamic cache"
 def _decode_row(model, model_id: str, weights: str, weight_bytes: float, kv_bytes_per_token: int,
                 bandwidth: float, *, compile_with: dict | None = None) -> dict:
     """Batch-1 decode speed next to the roofline. ``compile_with``: ``torch.compile`` keyword
-    arguments (backend, mode) for a static-cache decode (``bench.speed.compile_decode``; its
+    arguments (backend, mode) for a static-cache decode (:func:`compile_decode` below; its
     compile seconds are recorded apart) instead of the eager one."""
-    from yi_helpers.bench.speed import (decode_roofline_tokens_per_s,
-                                        measure_generation)
+    from yi_helpers.bench.speed import decode_roofline_tokens_per_s, measure_generation
 
     prompt, new = 128, 64
     forward, compile_s, path = None, None, EAGER
@@ -192,9 +193,8 @@ def run_yi(report, batches: list[int], context: int, skip_4bit: bool, *,
 
     import torch
 
-    from gpu_report import memory_record, record_dict
+    from gpu_report import inference_peak_gb, memory_record, record_dict
     from yi_helpers.bench.speed import measure_bandwidth_gbs
-    from gpu_report import inference_peak_gb
     from yi_helpers.models import planned_weight_bytes, spec, spec_from_config
     from yi_shape import random_model, yi_config
 
@@ -403,7 +403,6 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(n["status"] != "ok" for n in report.notebooks) else 0
 
 
-
 def bnb_4bit_config(dtype: str = "bfloat16"):
     """bitsandbytes' 4-bit config as QLoRA uses it: NF4, double quantization, compute and
     storage in ``dtype`` (the runner's 4-bit row; bitsandbytes is checked for first)."""
@@ -435,7 +434,6 @@ def compile_decode(model, *, batch_size: int = 1, prompt_len: int = 128, new_tok
     timed_greedy(model, ids, new_tokens, static_cache=True, cache_len=prompt_len + new_tokens,
                  decode_forward=forward)
     return forward, time.perf_counter() - start
-
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ to the planner's estimate and the Yi README's table, and reads the numbers out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -220,12 +221,15 @@ def inference_peak_gb(model: Any, batch_size: int, context_len: int) -> float:
     from yi_helpers.compat import cache_kwarg, output_cache
     from yi_helpers.measure import TensorBytes, cache_bytes, model_bytes
 
-    device = next(model.parameters()).device
-    ids = torch.randint(3, model.config.vocab_size, (batch_size, context_len), device=device)
-    with torch.no_grad(), TensorBytes(model) as counted:
+    from yi_helpers.bench.speed import random_prompt
+
+    cuda = next(model.parameters()).device.type == "cuda"
+    ids = random_prompt(model, batch_size, context_len)
+    peak = TensorBytes(model) if cuda else contextlib.nullcontext()  # a CPU: the count below
+    with torch.no_grad(), peak:
         out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
         out = model(input_ids=out.logits[:, -1:].argmax(-1), use_cache=True, logits_to_keep=1,
                     **{cache_kwarg(model): output_cache(out)})
-    if device.type == "cuda":
-        return (counted.start + counted.peak) / GB
+    if cuda:
+        return (peak.start + peak.peak) / GB
     return (model_bytes(model) + cache_bytes(output_cache(out))) / GB

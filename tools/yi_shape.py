@@ -148,13 +148,12 @@ def build_standin(out_dir: Any, size: str = "tiny", *, seed: int = 0, dtype: Any
     What it is not: a model that knows anything. It checks that code written for Yi handles
     Yi's shapes and conventions; its replies are noise.
     """
-    import shutil
-    import tempfile
     from pathlib import Path
 
     import torch
     from transformers import GenerationConfig
 
+    from yi_helpers.cache import atomic_folder
     from yi_helpers.quiet import quiet_hf_progress
 
     out = Path(out_dir).expanduser()
@@ -163,18 +162,9 @@ def build_standin(out_dir: Any, size: str = "tiny", *, seed: int = 0, dtype: Any
                                                  torch.bfloat16), seed=seed)
     model.generation_config = GenerationConfig(**YI_CHAT_GENERATION)
     tokenizer = standin_tokenizer()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        with quiet_hf_progress():
-            model.save_pretrained(tmp, safe_serialization=True)
+    with atomic_folder(out) as tmp, quiet_hf_progress():
+        model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -10,17 +10,18 @@ cache and artefact folders). The Yi-shaped random models the tests and the GPU r
 in ``tools/yi_shape.py``, outside the learners' package.
 
 Importing the package changes nothing global (no warning filters, loggers or progress bars).
-``load`` and its errors are imported on first use: they pull in transformers (seconds), which
-``yi_helpers.models`` and the others that need no model do not.
+``load`` and ``NotEnoughMemoryError`` come on first use: they pull in transformers (seconds).
 """
 
 import importlib
 
 from .models import REGISTRY, estimate_memory, known_models, recommend, spec
+from .resolve import ModelNotAvailableError
 
-_FROM_LOADING = ("load", "ModelNotAvailableError", "NotEnoughMemoryError")
+_FROM_LOADING = ("load", "NotEnoughMemoryError")
 
-__all__ = ["REGISTRY", "estimate_memory", "known_models", "recommend", "spec", *_FROM_LOADING]
+__all__ = ["REGISTRY", "estimate_memory", "known_models", "recommend", "spec",
+           "ModelNotAvailableError", *_FROM_LOADING]
 __version__ = "0.1.0"
 
 

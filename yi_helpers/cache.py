@@ -32,7 +32,7 @@ def artifact_dir(name: str, model: str = "embedded") -> Path:
         raise ValueError(f"artifact name must be a plain folder name, got {name!r}")
     model = os.fspath(model)
     path = Path(model).expanduser()
-    if path.is_dir():  # a local folder: its name and a short hash of where it is
+    if model != "embedded" and path.is_dir():  # as resolve_model: "embedded" is never a folder  # a local folder: its name and a short hash of where it is
         digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
         slug = f"{path.resolve().name}-{digest}"
     else:  # "embedded", or a hub id: "01-ai/Yi-6B-Chat" -> "01-ai--Yi-6B-Chat"
@@ -50,7 +50,7 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    old = tmp.with_name(tmp.name.replace(".partial-", ".old-", 1))  # unique, as tmp is
     try:
         yield tmp
         if target.exists():

@@ -173,15 +173,10 @@ def cut_at_stop(token_ids: list[int], stops: list[int]) -> list[int]:
 def fit_window(model: Any, n: int, max_new_tokens: int) -> int:
     """``max_new_tokens`` cut (and logged) so that a reply after ``n`` prompt tokens stays in the
     model's window; a prompt with no room for a reply raises ``ContextTooLongError``."""
-    from .long_context import ContextTooLongError, context_window
+    from .long_context import check_window, context_window
 
+    check_window(model.config, n + 1)  # at least one token of reply
     window = context_window(model.config)
-    if n >= window:
-        raise ContextTooLongError(
-            f"the prompt is {n} tokens and the model's window {window}: no room for a reply. "
-            f"Shorten it; keep a Conversation(tokenizer, max_context={window}), which drops the "
-            "oldest turns; or load the model with a RoPE scaling option for a longer window "
-            "(yi_helpers.long_context.with_rope_scaling, lesson 09)")
     if n + max_new_tokens > window:
         logger.warning("max_new_tokens=%d would run past the %d-token window: %d new tokens",
                        max_new_tokens, window, window - n)
@@ -232,13 +227,10 @@ def _prepare(model: Any, tokenizer: Any, conversations: Sequence[Any], template:
         template = default_template(tokenizer)
     prompts = [render(c, add_generation_prompt=True, template=template) for c in conversations]
     ensure_pad_token(tokenizer)
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        # The template already wrote every special token: add none (Yi adds no BOS either).
-        inputs = tokenizer(prompts, add_special_tokens=False, padding=True,
-                           return_tensors="pt").to(model.device)
-    finally:
-        tokenizer.padding_side = side
+    # The template already wrote every special token: add none (Yi adds no BOS either). Left
+    # padding for this call only: the shared tokenizer is not changed (another thread may use it).
+    inputs = tokenizer(prompts, add_special_tokens=False, padding=True, padding_side="left",
+                       return_tensors="pt").to(model.device)
     max_new_tokens = fit_window(model, inputs["input_ids"].shape[1], max_new_tokens)
     return inputs, generation_kwargs(tokenizer, model, max_new_tokens, sampling)
 

@@ -4,13 +4,15 @@ and a varied calibration set for quantization (lesson 05)."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
-__all__ = ["data_path", "heldout_text", "load_conversations", "calibration_conversations",
-           "read_jsonl"]
+__all__ = ["data_path", "data_rows", "heldout_text", "load_conversations",
+           "calibration_conversations", "read_jsonl"]
 
 LANGUAGES = ("en", "zh")
 SPLITS = ("train", "eval")
@@ -29,19 +31,26 @@ def heldout_text(lang: str = "en") -> str:
     return data_path(f"heldout_{lang}.txt").read_text(encoding="utf-8").strip()
 
 
-def _rows(name: str) -> list:
+def data_rows(name: str) -> list[dict]:
+    """The rows of a JSONL file in ``yi_helpers/data``, parsed once per process; each call gets
+    its own copies."""
+    return copy.deepcopy(list(_parsed(name)))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(name: str) -> tuple:
     path = data_path(name)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: reinstall yi_helpers (`make setup`)")
-    return [row for _, row in read_jsonl(path.read_text(encoding="utf-8").splitlines(),
-                                         where=f"{name} ")]
+    return tuple(row for _, row in read_jsonl(path.read_text(encoding="utf-8").splitlines(),
+                                              where=f"{name} "))
 
 
 def load_conversations(split: str = "train") -> list[dict]:
     """The hub chat data set: a list of ``{"messages": [...], ...}`` rows for ``split``."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return _rows(f"hub_chat_{split}.jsonl")
+    return data_rows(f"hub_chat_{split}.jsonl")
 
 
 def calibration_conversations() -> list[dict]:
@@ -49,7 +58,7 @@ def calibration_conversations() -> list[dict]:
     and 16 Chinese, on everyday topics. GPTQ fitted to the narrow fine-tuning set (8 facts about
     Yi) did worse than plain rounding on other text; varied topics fix that. None is about the
     held-out texts' subject."""
-    return _rows("calibration_chat.jsonl")
+    return data_rows("calibration_chat.jsonl")
 
 
 def read_jsonl(lines: Iterable[str], where: str = "") -> Iterator[tuple[int, object]]:

@@ -135,9 +135,9 @@ def write_gguf(out_path: str | os.PathLike, qtype: str, source: str | os.PathLik
     from gguf import GGMLQuantizationType as T
     from gguf import GGUFValueType, GGUFWriter, LlamaFileType, quants
 
-    if qtype not in ("F16", "Q8_0", "Q4_0"):
-        raise GGUFError(f"write_gguf writes F16, Q8_0, Q4_0, not {qtype!r} (K-quants "
-                        "need llama.cpp's llama-quantize)")
+    if qtype == "F32" or qtype not in WRITABLE_TYPES:
+        raise GGUFError(f"write_gguf writes {', '.join(t for t in WRITABLE_TYPES if t != 'F32')}, "
+                        f"not {qtype!r} (K-quants need llama.cpp's llama-quantize)")
     if source is None:
         from .embedded import gguf_path
 
@@ -316,7 +316,10 @@ def ollama_modelfile(gguf_file: str, *, system: str | None = None) -> str:
     lines = [f"FROM {gguf_file}", f'TEMPLATE """{chatml}"""']
     if system:
         lines.append(f'SYSTEM """{system}"""')
-    lines += ['PARAMETER stop "<|im_end|>"', "PARAMETER temperature 0.6", "PARAMETER top_p 0.8"]
+    from .chat import YI_CHAT_SAMPLING
+
+    lines += ['PARAMETER stop "<|im_end|>"',
+              *(f"PARAMETER {knob} {value}" for knob, value in YI_CHAT_SAMPLING.items())]
     return "\n".join(lines) + "\n"
 
 

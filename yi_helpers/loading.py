@@ -26,8 +26,7 @@ from .chat import IM_END, ensure_pad_token, stop_token_ids
 from .devices import dtype_name, load_dtype, resolve_device
 from .measure import device_memory_gb
 from .models import ModelSpec, estimate_memory, recommend, spec
-# ModelNotAvailableError: yi_helpers takes it from here, with load
-from .resolve import ModelNotAvailableError, quantization_config, resolve_model  # noqa: F401
+from .resolve import quantization_config, resolve_model
 from .quiet import import_gptqmodel, quiet_backends, quiet_hf_progress
 
 __all__ = ["load"]

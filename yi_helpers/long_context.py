@@ -42,7 +42,7 @@ def check_window(config: Any, n_tokens: int) -> None:
             f"{n_tokens} tokens do not fit in this model's {window}-token window. Shorten the "
             f"input, or load the model with a RoPE scaling option for a longer window: "
             f"with_rope_scaling(config, 'dynamic', factor={-(-n_tokens // window)}) (lesson 09); "
-            "for a chat, Conversation(tokenizer, max_context=...) drops the oldest turns")
+            f"for a chat, Conversation(tokenizer, max_context={window}) drops the oldest turns")
 
 
 def measure_prefill(model: Any, ids: Any, *, chunk: int | None = None,

@@ -109,10 +109,10 @@ class TensorBytes:
     """The peak memory of the tensors created inside a ``with`` block: bytes above what was
     allocated at its start (``peak``; ``now``: still alive at its end; ``start``).
 
-    On CUDA ``torch.cuda.max_memory_allocated``; elsewhere a dispatch mode counts the storages
-    PyTorch creates and frees: the same measure, exact (RSS adds the allocator's slack and
-    depends on what ran before). Views of storages that existed before (``model``'s parameters
-    and buffers, ``known`` tensors) are not counted.
+    Off CUDA a dispatch mode counts the storages PyTorch creates and frees, exactly (RSS adds
+    slack), not views of older ones (``model``'s parameters and buffers, ``known`` tensors). On
+    CUDA (``model``'s device) it is ``max_memory_allocated`` above the start, every allocation
+    there included (``known`` unused); entering resets the peak statistics: do not nest it.
 
     >>> with torch.no_grad(), TensorBytes(model) as counted:
     ...     model(ids)

@@ -97,7 +97,8 @@ def resolve_model(model: str | os.PathLike) -> ModelSource:
         method = quant_method(folder)
         return ModelSource("quantized" if method else "folder", str(folder), None, method)
     try:
-        return ModelSource("registry", spec(name).id, spec(name))
+        registered = spec(name)
+        return ModelSource("registry", registered.id, registered)
     except KeyError:
         pass
     if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not path.exists():

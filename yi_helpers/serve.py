@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence
 
+from .chat import YI_CHAT_STOP_IDS
 from .devices import dtype_name, load_dtype, resolve_device
 from .resolve import resolve_model
 
@@ -30,9 +31,6 @@ __all__ = ["port_is_free", "free_port", "pick_device", "server_command", "serve"
            "shell_line"]
 
 LOOPBACK = "127.0.0.1"
-
-#: Yi chat models end a turn with ``<|im_end|>`` (id 7); their tokenizer's eos is 2.
-from .chat import YI_CHAT_STOP_IDS  # noqa: E402  (defined once, with Yi's sampling)
 
 #: A command list as one line to paste into a shell.
 shell_line = shlex.join
@@ -129,7 +127,11 @@ class Server:
             return False
 
     def _log(self) -> str:
-        return redact_paths(self.log_path.read_text(encoding="utf-8", errors="replace"))
+        """The log's text, local paths redacted ('' once the log is gone, after the block)."""
+        try:
+            return redact_paths(self.log_path.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            return ""
 
     def log_tail(self, lines: int = 15) -> str:
         """The end of the server's log, local paths redacted."""
@@ -267,6 +269,8 @@ def load_test(client: Any, model: str, prompts: Sequence[str], *, clients: int =
     at most ``clients`` are in flight), greedy unless ``request`` says otherwise. Request ``i`` of
     client ``c`` asks ``prompts[(c * requests_per_client + i) % len(prompts)]``. Failed requests
     are counted, not raised."""
+    if clients < 1 or requests_per_client < 1 or not prompts:
+        raise ValueError("give at least one prompt, one client and one request per client")
     request.setdefault("temperature", 0)
     results: list[RequestResult] = []  # list.append is thread-safe
     t0 = time.perf_counter()

@@ -21,14 +21,6 @@ from .serve import LOOPBACK, PortInUseError, free_port, port_is_free
 __all__ = ["Settings", "YI_DEMO", "LocalBackend", "OpenAIBackend", "ChatApp", "text_of",
            "launch", "connect"]
 
-# Gradio reads this when a Blocks is created: no telemetry, no update check (both would send
-# requests to the internet).
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-# Gradio's queue calls pandas options that pandas 3 deprecates: noise in every notebook output,
-# nothing a user can act on.
-warnings.filterwarnings("ignore", message=r".*(no_silent_downcasting|copy keyword is deprecated)",
-                        category=DeprecationWarning)
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -308,9 +300,9 @@ class ChatApp:
                  restore: str) -> Iterator[Update]:
         """Stream the reply to ``history``; on an error, the chat without the new message and
         the message box with ``restore`` (the message, to be edited and sent again)."""
+        before = history[:-1] if restore else history  # what an error leaves on screen
         if self.backend.busy:
-            busy = "A reply is still running: wait, or press Stop."
-            yield history[:-1] if restore else history, restore, busy, ""
+            yield before, restore, "A reply is still running: wait, or press Stop.", ""
             return
         reply = self.last = Reply()
         try:
@@ -319,7 +311,7 @@ class ChatApp:
             dropped = conv.fit(reserve=settings.max_new_tokens, log=False)  # shown instead
         except ValueError as exc:  # out-of-range knobs, or a message longer than the window
             reply.error = str(exc)
-            yield history[:-1] if restore else history, restore, f"⚠️ {exc}", ""
+            yield before, restore, f"⚠️ {exc}", ""
             return
         context = (f"The model sees {len(conv.messages)} message(s), {conv.count_tokens()} "
                    f"tokens + {settings.max_new_tokens} for the reply, of a "
@@ -341,7 +333,7 @@ class ChatApp:
         except BackendError as exc:
             reply.error = str(exc)
             reply.total_s = time.perf_counter() - start
-            yield history[:-1] if restore else history, restore, f"⚠️ {exc}", context
+            yield before, restore, f"⚠️ {exc}", context
             return
         reply.total_s = time.perf_counter() - start
         reply.stopped = self.backend.stopped
@@ -367,6 +359,12 @@ def build_ui(app: ChatApp, extend: Callable[[dict[str, Any]], None] | None = Non
     ``context``, ``system``, ``knobs``, ``send``, ``stop``, ``regenerate``, ``clear``): add
     buttons and events there (the exercises do)."""
     import gradio as gr
+
+    # Read when a Blocks is created: no telemetry, no update check (requests to the internet).
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Gradio's queue calls pandas options that pandas 3 deprecates: noise in the outputs.
+    warnings.filterwarnings("ignore", category=DeprecationWarning,
+                            message=r".*(no_silent_downcasting|copy keyword is deprecated)")
 
     s = app.settings
     with gr.Blocks(title="Yi chat", analytics_enabled=False) as demo:

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 from ..compat import cache_kwarg, output_cache
-from ..corpus import LANGUAGES, data_path
+from ..corpus import LANGUAGES, data_rows
 
 __all__ = ["LETTERS", "load_questions", "build_prompt", "dev_shots", "evaluate_mc",
            "evaluate_cloze", "accuracy_interval", "lm_eval_task_dir", "lm_eval_yi_mmlu_dir",
@@ -56,8 +56,7 @@ def load_questions(lang: str = "en", split: str = "test", subjects: Sequence[str
     if question_set == "control" and lang != "en":
         raise ValueError("the control set is English only: use lang='en'")
     name = f"mc_{lang}.jsonl" if question_set == "hub" else f"mc_control_{lang}.jsonl"
-    rows = [r for r in map(json.loads, data_path(name).read_text(encoding="utf-8").splitlines())
-            if r["split"] == split and (subjects is None or r["subject"] in subjects)]
+    rows = [r for r in data_rows(name) if r["split"] == split and (subjects is None or r["subject"] in subjects)]
     if limit is not None:
         by_subject: dict[str, list[dict]] = {}
         for r in rows:
@@ -87,6 +86,8 @@ def build_prompt(q: dict, lang: str, shots: Sequence[dict] = ()) -> str:
 
 def dev_shots(lang: str, subject: str, k: int, question_set: str = "hub") -> list[dict]:
     """The first ``k`` dev questions of ``subject`` (the few-shot examples, never scored)."""
+    if k == 0:
+        return []
     shots = load_questions(lang, "dev", subjects=[subject], question_set=question_set)
     if len(shots) < k:
         raise ValueError(f"{subject!r} has {len(shots)} dev questions, fewer than k={k}")

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..compat import cache_kwarg, output_cache, synchronize
+from ..models import kv_bytes_per_token  # the hub's one KV-cache formula, re-exported
 from ..measure import peak_rss_mb, reset_peak_rss, rss_mb
 from ..units import GB, MB
 
@@ -83,7 +84,7 @@ def measure_generation(model, *, batch_size: int = 1, prompt_len: int = 128,
     ``decode_tok_s`` (per sequence), ``decode_tok_s_total`` (× batch), ``peak_mb`` (GPU
     allocated, or CPU RSS high-water) and ``peak_extra_mb`` (above what was held before: the
     activations and KV cache). ``static_cache`` and ``decode_forward`` as in
-    :func:`timed_greedy` (see :func:`compile_decode`). ``prompt_ids`` (token ids) times a real
+    :func:`timed_greedy` (the GPU runner's ``compile_decode`` makes one). ``prompt_ids`` (token ids) times a real
     prompt, ``batch_size`` copies, instead of ``prompt_len`` random ids.
     """
     if new_tokens < 2:
@@ -140,8 +141,6 @@ def decode_tokens_per_s(model, *, new_tokens: int = 32, **how) -> dict[str, floa
     :func:`measure_generation` (same arguments), ``new_tokens`` forced (no early stop)."""
     return measure_generation(model, new_tokens=new_tokens, **how)["decode_tok_s"]
 
-
-from ..models import kv_bytes_per_token  # noqa: E402  (the hub's one KV-cache formula)
 
 
 def measure_bandwidth_gbs(device: str = "cuda", size_mb: int = 1024, repeats: int = 5) -> float:
