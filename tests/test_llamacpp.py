@@ -1,56 +1,74 @@
-"""yi_helpers.llamacpp: GGUF files read and written with the gguf package, run by llama.cpp."""
+"""yi_helpers.llamacpp: GGUF files written with the gguf package (and read back with its
+``GGUFReader``, as lesson 08 reads them), run by llama.cpp."""
 
 from __future__ import annotations
 
+import ast
 import json
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
+from gguf import GGUFReader
 
-from yi_helpers.embedded import safetensors_dir
+from yi_helpers.embedded import gguf_path, safetensors_dir
 from yi_helpers.ggml_types import GGUFError, bits_per_weight
-from yi_helpers.llamacpp import LlamaCpp, inspect_gguf, write_gguf
+from yi_helpers.llamacpp import LlamaCpp, write_gguf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def metadata(reader: GGUFReader) -> dict:
+    """Key -> value of a GGUF's metadata, as lesson 08 reads it."""
+    return {key: field.contents() for key, field in reader.fields.items()}
+
+
+def types_of(reader: GGUFReader) -> set[str]:
+    return {t.tensor_type.name for t in reader.tensors}
 
 
 @pytest.fixture(scope="module")
-def embedded_info():
-    return inspect_gguf()
+def embedded_reader():
+    return GGUFReader(gguf_path())
 
 
-def test_metadata_read_equals_the_config(embedded_info):
+def test_metadata_read_equals_the_config(embedded_reader):
     config = json.loads((safetensors_dir() / "config.json").read_text())
-    m = embedded_info.metadata
-    assert embedded_info.architecture == "llama"
+    m = metadata(embedded_reader)
+    assert m["general.architecture"] == "llama"
     assert m["llama.block_count"] == config["num_hidden_layers"]
     assert m["llama.embedding_length"] == config["hidden_size"]
     assert m["llama.attention.head_count"] == config["num_attention_heads"]
     assert m["llama.attention.head_count_kv"] == config["num_key_value_heads"]
     assert m["llama.feed_forward_length"] == config["intermediate_size"]
     assert len(m["tokenizer.ggml.tokens"]) == config["vocab_size"]
-    assert embedded_info.special_tokens()["eos"] == (2, "<|im_end|>")
-    assert "<|im_start|>" in embedded_info.chat_template
-    embedding = next(t for t in embedded_info.tensors if t.name == "token_embd.weight")
-    assert embedding.shape == (config["vocab_size"], config["hidden_size"])
+    eos = m["tokenizer.ggml.eos_token_id"]
+    assert (eos, m["tokenizer.ggml.tokens"][eos]) == (2, "<|im_end|>")
+    assert "<|im_start|>" in m["tokenizer.chat_template"]
+    embedding = next(t for t in embedded_reader.tensors if t.name == "token_embd.weight")
+    assert [int(n) for n in embedding.shape] == [config["hidden_size"], config["vocab_size"]]
 
 
-def test_bits_per_weight_from_the_block_layouts(embedded_info):
+def test_bits_per_weight_from_the_block_layouts(embedded_reader):
     # Q4_1: fp16 scale + fp16 minimum + 32 x 4 bits = 20 bytes per 32 weights
     assert bits_per_weight("Q4_1") == 5.0
     assert bits_per_weight("Q8_0") == 8.5  # fp16 scale + 32 bytes
     assert bits_per_weight("Q4_0") == 4.5 and bits_per_weight("F16") == 16
-    for t in embedded_info.tensors:  # the file's bytes are what the layouts say
-        assert t.n_bytes * 8 == pytest.approx(t.n_elements * bits_per_weight(t.qtype))
+    assert types_of(embedded_reader) == {"Q4_1", "Q8_0", "F32"}
+    for t in embedded_reader.tensors:  # the file's bytes are what the layouts say
+        assert t.n_bytes * 8 == pytest.approx(t.n_elements * bits_per_weight(t.tensor_type.name))
+        assert t.data.nbytes == t.n_bytes  # the data as stored: packed blocks for a quantized type
     with pytest.raises(GGUFError, match="unknown GGML type"):
         bits_per_weight("Q3_X")
 
 
 def test_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no GGUF file"):
-        inspect_gguf(tmp_path / "missing.gguf")
+        LlamaCpp(tmp_path / "missing.gguf")
     (tmp_path / "model.safetensors").write_bytes(b"not a gguf at all")
     with pytest.raises(GGUFError, match="not a GGUF file"):
-        inspect_gguf(tmp_path / "model.safetensors")
+        write_gguf(tmp_path / "x.gguf", "Q8_0", source=tmp_path / "model.safetensors")
     with pytest.raises(GGUFError, match="llama-quantize"):
         write_gguf(tmp_path / "x.gguf", "Q4_K_M")
     with pytest.raises(GGUFError, match="trained for"):
@@ -63,14 +81,13 @@ def q8_path(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_written_gguf_holds_the_same_weights_within_its_type(q8_path, embedded_info):
-    from gguf import GGUFReader, quants
+def test_a_written_gguf_holds_the_same_weights_within_its_type(q8_path, embedded_reader):
+    from gguf import quants
 
-    written = inspect_gguf(q8_path)
-    assert written.metadata["general.file_type"] == 7  # MOSTLY_Q8_0
-    assert set(written.size_by_type()) == {"Q8_0", "F32"}
-    assert [t.name for t in written.tensors] == [t.name for t in embedded_info.tensors]
-    a, b = GGUFReader(str(embedded_info.path)), GGUFReader(str(q8_path))
+    a, b = embedded_reader, GGUFReader(q8_path)
+    assert b.fields["general.file_type"].contents() == 7  # MOSTLY_Q8_0
+    assert types_of(b) == {"Q8_0", "F32"}
+    assert [t.name for t in b.tensors] == [t.name for t in a.tensors]
     for ta, tb in list(zip(a.tensors, b.tensors))[::9]:  # every 9th tensor: each kind, each depth
         wa = quants.dequantize(ta.data, ta.tensor_type).astype(np.float32)
         wb = quants.dequantize(tb.data, tb.tensor_type).astype(np.float32)
@@ -106,15 +123,16 @@ def test_llama_cpp_runs_it_greedy_and_repeatable_and_serves_openai(q8_path):
         llm.chat(question)
 
 
-def test_ollama_modelfile_has_chatml_and_the_stop():
+def test_lesson_08s_ollama_template_renders_what_the_yi_template_renders():
+    """Lesson 08 writes Ollama's Modelfile itself: its ChatML template (Ollama's Go-template
+    syntax), filled in by hand for two turns, renders what the Yi template renders."""
     from yi_helpers.chat import render
-    from yi_helpers.llamacpp import ollama_modelfile
 
-    text = ollama_modelfile("./yi-6b-chat.Q4_K_M.gguf", system="You are Yi.")
-    assert text.splitlines()[0] == "FROM ./yi-6b-chat.Q4_K_M.gguf"
-    assert 'PARAMETER stop "<|im_end|>"' in text and "PARAMETER temperature 0.6" in text
-    template = text.split('TEMPLATE """')[1].split('"""')[0]
-    # Ollama's template, filled in by hand for two turns, renders what the Yi template renders
+    notebook = ROOT / "notebooks" / "08_gguf_llamacpp.ipynb"
+    code = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text(encoding="utf-8"))[
+        "cells"] if c["cell_type"] == "code" and "Modelfile" in "".join(c["source"]))
+    template = next(ast.literal_eval(node.value) for node in ast.walk(ast.parse(code))
+                    if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "chatml")
     messages = [{"role": "system", "content": "You are Yi."}, {"role": "user", "content": "hi"}]
     body = template.split("{{- range .Messages }}")[1].split("{{ end }}")[0]
     filled = "".join(body.replace("{{ .Role }}", m["role"]).replace("{{ .Content }}", m["content"])
@@ -151,17 +169,19 @@ def standin_gguf(tmp_path_factory):
 def test_gguf_from_hf_keeps_the_config_and_the_tokenizer(standin_gguf):
     from yi_shape import YI_SPECIAL_TOKENS, standin_config
 
-    info = inspect_gguf(standin_gguf["F32"])
+    reader = GGUFReader(standin_gguf["F32"])
     config = standin_config("tiny")
-    m = info.metadata
+    m = metadata(reader)
     assert m["llama.attention.head_count_kv"] == config.num_key_value_heads == 1
     assert m["llama.rope.freq_base"] == 5_000_000
     assert len(m["tokenizer.ggml.tokens"]) == config.vocab_size == 64_000
     assert m["tokenizer.ggml.tokens"][:9] == list(YI_SPECIAL_TOKENS)
-    assert info.special_tokens()["bos"] == (1, "<|startoftext|>")
-    assert "<|im_start|>" in info.chat_template
-    assert "output.weight" in {t.name for t in info.tensors}  # untied, as Yi's
-    assert set(inspect_gguf(standin_gguf["Q8_0"]).size_by_type()) == {"Q8_0", "F32"}
+    bos = m["tokenizer.ggml.bos_token_id"]
+    assert (bos, m["tokenizer.ggml.tokens"][bos]) == (1, "<|startoftext|>")
+    assert "<|im_start|>" in m["tokenizer.chat_template"]
+    assert "output.weight" in {t.name for t in reader.tensors}  # untied, as Yi's
+    assert types_of(reader) == {"F32"}
+    assert types_of(GGUFReader(standin_gguf["Q8_0"])) == {"Q8_0", "F32"}
 
 
 def test_load_gguf_weights_round_trip_and_wrong_model(standin_gguf):
@@ -183,7 +203,7 @@ def test_load_gguf_weights_round_trip_and_wrong_model(standin_gguf):
     ref = before["model.layers.0.self_attn.q_proj.weight"]
     assert 0 < (q - ref).abs().max() <= ref.abs().max() / 127
     with pytest.raises(GGUFError, match="another model|does not fit"):
-        load_gguf_weights(model, inspect_gguf().path)  # the embedded model's GGUF
+        load_gguf_weights(model, gguf_path())  # the embedded model's GGUF
 
 
 def greedy_ids(llm, prompt_ids, max_tokens):
@@ -214,6 +234,7 @@ def test_a_converted_gguf_gives_the_same_greedy_tokens_in_both_engines(standin_g
         assert greedy_ids(llm, ids, 10) == expected
         timing = measure_llamacpp(llm, ids, new_tokens=8, repeats=2)
     assert timing["prompt_len"] == len(ids) and timing["decode_tok_s"]["median"] > 0
+    assert timing["dtype"] == 0  # the file's general.file_type: ALL_F32
     with LlamaCpp(standin_gguf["Q8_0"], n_ctx=256) as llm:  # 8-bit: the first tokens agree
         assert greedy_ids(llm, ids, 10)[:4] == expected[:4]
     record = measure_generation(model, prompt_ids=ids, new_tokens=4, repeats=1, warmup=0)
@@ -227,13 +248,3 @@ def test_gguf_from_hf_clear_errors(tmp_path):
         gguf_from_hf("01-ai/Yi-6B-Chat", tmp_path / "x.gguf")
     with pytest.raises(GGUFError, match="writes F32"):
         gguf_from_hf(safetensors_dir(), tmp_path / "x.gguf", "Q4_K_M")
-
-
-def test_raw_tensor_gives_the_stored_blocks(embedded_info):
-    from yi_helpers.llamacpp import raw_tensor
-
-    qtype, data = raw_tensor(embedded_info.path, "token_embd.weight")
-    tensor = next(t for t in embedded_info.tensors if t.name == "token_embd.weight")
-    assert qtype == tensor.qtype == "Q8_0" and data.nbytes == tensor.n_bytes
-    with pytest.raises(GGUFError, match="no tensor"):
-        raw_tensor(embedded_info.path, "blk.99.attn_q.weight")

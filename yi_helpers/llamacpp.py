@@ -1,4 +1,4 @@
-"""GGUF files (read, written, loaded into transformers) and llama.cpp in this process
+"""GGUF files (written, loaded into transformers) and llama.cpp in this process
 (:class:`LlamaCpp`, on the ``xllamacpp`` wheel: built for AVX2, so on AVX-512 CPUs a source
 build of llama.cpp can be faster). Named ``llamacpp`` so that it never shadows ``gguf``."""
 
@@ -8,59 +8,16 @@ import functools
 import json
 import os
 import urllib.request
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, Sequence
 
 from .ggml_types import GGUFError
 
-__all__ = ["inspect_gguf", "write_gguf", "gguf_from_hf", "load_gguf_weights", "raw_tensor",
-           "measure_llamacpp", "ollama_modelfile", "LlamaCpp"]
+__all__ = ["write_gguf", "gguf_from_hf", "load_gguf_weights", "measure_llamacpp", "LlamaCpp"]
 
 #: The types the writers quantize matrices to, and the ``gguf.LlamaFileType`` each file gets.
 WRITABLE_TYPES = {"F32": "ALL_F32", "F16": "MOSTLY_F16", "Q8_0": "MOSTLY_Q8_0",
                   "Q4_0": "MOSTLY_Q4_0"}
-
-
-class TensorInfo(NamedTuple):
-    name: str
-    qtype: str
-    shape: tuple[int, ...]  # as PyTorch orders it (rows first)
-    n_elements: int
-    n_bytes: int
-
-
-@dataclass
-class GGUFInfo:
-    """What :func:`inspect_gguf` read: ``metadata`` (key → value) and ``tensors``."""
-
-    path: Path
-    metadata: dict[str, Any]
-    tensors: list[TensorInfo] = field(repr=False)
-
-    @property
-    def architecture(self) -> str:
-        return self.metadata["general.architecture"]
-
-    @property
-    def chat_template(self) -> str | None:
-        return self.metadata.get("tokenizer.chat_template")
-
-    def size_by_type(self) -> dict[str, int]:
-        """Bytes of tensor data per GGML type, largest first."""
-        sizes: Counter[str] = Counter()
-        for t in self.tensors:
-            sizes[t.qtype] += t.n_bytes
-        return dict(sizes.most_common())
-
-    def special_tokens(self) -> dict[str, tuple[int, str]]:
-        """bos / eos / unknown / padding: id and text."""
-        tokens = self.metadata.get("tokenizer.ggml.tokens", [])
-        ids = {role: int(self.metadata[f"tokenizer.ggml.{role}_token_id"])
-               for role in ("bos", "eos", "unknown", "padding")
-               if f"tokenizer.ggml.{role}_token_id" in self.metadata}
-        return {role: (i, tokens[i] if i < len(tokens) else "?") for role, i in ids.items()}
 
 
 @functools.lru_cache(maxsize=8)
@@ -85,6 +42,12 @@ def _reader(path: str | os.PathLike) -> Any:
     return _cached_reader(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
+def _field(path: str | os.PathLike, key: str) -> Any:
+    """The value of one metadata ``key`` of the GGUF at ``path`` (None where it has none)."""
+    found = _reader(path).fields.get(key)
+    return None if found is None else found.contents()
+
+
 def _name_map(model: Any) -> dict[str, str]:
     """Hugging Face parameter name -> GGUF tensor name for a Llama model, from the ``gguf``
     package's tensor-name map (built once: transformers' helper builds it per module)."""
@@ -100,30 +63,6 @@ def _close(writer: Any, out: Path) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return out
-
-
-def inspect_gguf(path: str | os.PathLike | None = None) -> GGUFInfo:
-    """Read a GGUF's metadata (arrays such as the vocabulary whole) and tensor table (the
-    embedded model's when ``path`` is None)."""
-    if path is None:
-        from .embedded import gguf_path
-
-        path = gguf_path()
-    reader = _reader(path)
-    metadata = {name: f.contents() for name, f in reader.fields.items()
-                if not name.startswith("GGUF.")}
-    tensors = [TensorInfo(t.name, t.tensor_type.name, tuple(int(d) for d in reversed(t.shape)),
-                          int(t.n_elements), int(t.n_bytes)) for t in reader.tensors]
-    return GGUFInfo(Path(path), metadata, tensors)
-
-
-def raw_tensor(path: str | os.PathLike, name: str) -> tuple[str, Any]:
-    """``(type, data)`` of one tensor as stored: for a quantized type the packed blocks (a uint8
-    array, one row per matrix row), for F32/F16 the numbers."""
-    for t in _reader(path).tensors:
-        if t.name == name:
-            return t.tensor_type.name, t.data
-    raise GGUFError(f"{Path(path).name} has no tensor {name!r}")
 
 
 def write_gguf(out_path: str | os.PathLike, qtype: str, source: str | os.PathLike | None = None
@@ -299,28 +238,12 @@ def measure_llamacpp(llm: "LlamaCpp", prompt_ids: Sequence[int], *, new_tokens: 
         llm.complete(ids, max_tokens=4)
     runs = [llm.complete(ids, max_tokens=new_tokens, ignore_eos=True)["timings"]
             for _ in range(repeats)]
-    return {"label": "llama.cpp", "dtype": llm.info.metadata.get("general.file_type"),
+    return {"label": "llama.cpp", "dtype": _field(llm.path, "general.file_type"),
             "prompt_len": len(ids), "new_tokens": new_tokens, "repeats": repeats,
             "threads": llm.threads,
             "ttft_s": stats([r["prompt_ms"] / 1000 for r in runs]),
             "prefill_tok_s": stats([r["prompt_per_second"] for r in runs]),
             "decode_tok_s": stats([r["predicted_per_second"] for r in runs])}
-
-
-def ollama_modelfile(gguf_file: str, *, system: str | None = None) -> str:
-    """An Ollama ``Modelfile`` for a Yi-Chat GGUF (``ollama create yi-6b-chat -f Modelfile``):
-    the ChatML template (in Ollama's Go-template syntax), ``<|im_end|>`` as the stop (without it
-    replies run on, lesson 02), and Yi-Chat's sampling defaults (its generation config)."""
-    chatml = ('{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n'
-              '{{ end }}<|im_start|>assistant\n')
-    lines = [f"FROM {gguf_file}", f'TEMPLATE """{chatml}"""']
-    if system:
-        lines.append(f'SYSTEM """{system}"""')
-    from .chat import YI_CHAT_SAMPLING
-
-    lines += ['PARAMETER stop "<|im_end|>"',
-              *(f"PARAMETER {knob} {value}" for knob, value in YI_CHAT_SAMPLING.items())]
-    return "\n".join(lines) + "\n"
 
 
 class LlamaCpp:
@@ -333,11 +256,12 @@ class LlamaCpp:
                  threads: int | None = None):
         import xllamacpp
 
+        from .embedded import gguf_path
         from .serve import free_port
 
-        self.info = inspect_gguf(path)
-        self.path = self.info.path
-        trained = int(self.info.metadata[f"{self.info.architecture}.context_length"])
+        self.path = Path(gguf_path() if path is None else path)
+        arch = _field(self.path, "general.architecture")
+        trained = int(_field(self.path, f"{arch}.context_length"))
         if n_ctx > trained:
             raise GGUFError(f"n_ctx={n_ctx} is longer than the {trained} tokens "
                             f"{self.path.name} was trained for: pass n_ctx <= {trained}")
