@@ -153,13 +153,11 @@ def test_reply_stops_at_im_end_before_the_limit(embedded, question):
 
 
 @pytest.mark.slow
-def test_greedy_is_repeatable_and_stream_gives_the_same_text(embedded):
+def test_greedy_is_repeatable(embedded):
     model, tok = embedded
     messages = [{"role": "user", "content": "Name three colours."}]
     first = chat(model, tok, messages, max_new_tokens=40)
     assert chat(model, tok, messages, max_new_tokens=40) == first
-    pieces = list(chat(model, tok, messages, max_new_tokens=40, stream=True))
-    assert len(pieces) > 1 and "".join(pieces).strip() == first
 
 
 @pytest.mark.slow

@@ -8,8 +8,7 @@ Yi chat models are trained on ChatML: ``<|im_start|>user\\nhi<|im_end|>\\n`` per
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -185,34 +184,26 @@ def fit_window(model: Any, n: int, max_new_tokens: int) -> int:
 
 
 def chat(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, str]], *,
-         max_new_tokens: int = 256, stream: bool = False, template: Any = None,
-         stop: threading.Event | None = None, **sampling: Any) -> str | Iterator[str]:
+         max_new_tokens: int = 256, template: Any = None, **sampling: Any) -> str:
     """The assistant's reply to ``messages``, without special tokens.
 
     Stops at ``<|im_end|>`` and the eos ids. Greedy unless a sampling argument is given
-    (``temperature=0.6, top_p=0.8``...). ``stream=True``: a :class:`ReplyStream` of text pieces.
-    ``template`` defaults to the tokenizer's own (``"yi"`` when it has none). A prompt longer
-    than the model's window raises ``ContextTooLongError`` before any work. ``stop``: an event
-    another thread may set to end the reply within one token (the text so far is the reply).
+    (``temperature=0.6, top_p=0.8``...). ``template`` defaults to the tokenizer's own (``"yi"``
+    when it has none). A prompt longer than the model's window raises ``ContextTooLongError``
+    before any work. (Lesson 10 streams a reply with transformers' ``TextIteratorStreamer``.)
     """
-    if not stream:
-        return chat_batch(model, tokenizer, [messages], max_new_tokens=max_new_tokens,
-                          template=template, stop=stop, **sampling)[0]
-    inputs, kwargs = _prepare(model, tokenizer, [messages], template, max_new_tokens, sampling)
-    return ReplyStream(model, tokenizer, inputs, kwargs, stop)
+    return chat_batch(model, tokenizer, [messages], max_new_tokens=max_new_tokens,
+                      template=template, **sampling)[0]
 
 
 def chat_batch(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, str]]],
-               *, max_new_tokens: int = 256, template: Any = None,
-               stop: threading.Event | None = None, **sampling: Any) -> list[str]:
+               *, max_new_tokens: int = 256, template: Any = None, **sampling: Any) -> list[str]:
     """Replies to several conversations in one batch (arguments: as :func:`chat`'s). The shorter
     prompts are padded on the *left* (a decoder-only model generates at the right end of each
     row) and the attention mask hides the padding: greedy replies equal one-by-one replies."""
     import torch
 
     inputs, kwargs = _prepare(model, tokenizer, conversations, template, max_new_tokens, sampling)
-    if stop is not None:
-        kwargs["stopping_criteria"] = _when_set(stop)
     with torch.no_grad():
         out = model.generate(**inputs, **kwargs)
     width = inputs["input_ids"].shape[1]
@@ -233,81 +224,6 @@ def _prepare(model: Any, tokenizer: Any, conversations: Sequence[Any], template:
                        return_tensors="pt").to(model.device)
     max_new_tokens = fit_window(model, inputs["input_ids"].shape[1], max_new_tokens)
     return inputs, generation_kwargs(tokenizer, model, max_new_tokens, sampling)
-
-
-def _when_set(*events: threading.Event) -> Any:
-    """A ``stopping_criteria`` list for ``generate`` that ends it once any event is set."""
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class _Stop(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-            return any(event.is_set() for event in events)  # asked after every token
-
-    return StoppingCriteriaList([_Stop()])
-
-
-class ReplyStream:
-    """A reply as it is generated: iterate it for text pieces (a word or so each); ``tokens``
-    counts the new tokens so far. ``close()`` (or leaving a ``for`` loop early) ends the
-    generation and joins its thread: no thread keeps generating unseen tokens."""
-
-    def __init__(self, model: Any, tokenizer: Any, inputs: Any, kwargs: dict[str, Any],
-                 stop: threading.Event | None = None) -> None:
-        self.tokens = 0
-        self._pieces = self._run(model, tokenizer, inputs, kwargs, stop)
-
-    def __iter__(self) -> "ReplyStream":
-        return self
-
-    def __next__(self) -> str:
-        return next(self._pieces)
-
-    def close(self) -> None:
-        self._pieces.close()
-
-    def _run(self, model: Any, tokenizer: Any, inputs: Any, kwargs: dict[str, Any],
-             stop: threading.Event | None) -> Iterator[str]:
-        import torch
-        from transformers import TextIteratorStreamer
-
-        reply = self
-
-        class Counting(TextIteratorStreamer):
-            def put(self, value: Any) -> None:
-                if not (self.skip_prompt and self.next_tokens_are_prompt):
-                    reply.tokens += int(value.numel())
-                super().put(value)
-
-        streamer = Counting(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        closed = threading.Event()  # set when the caller stops reading
-        events = (closed,) if stop is None else (closed, stop)
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                with torch.no_grad():
-                    model.generate(**inputs, **kwargs, streamer=streamer,
-                                   stopping_criteria=_when_set(*events))
-            except BaseException as exc:  # surfaced in the caller's thread below
-                errors.append(exc)
-                streamer.end()
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        first = True
-        try:
-            for piece in streamer:
-                if first:
-                    piece = piece.lstrip()
-                    first = not piece
-                if piece:
-                    yield piece
-        finally:
-            # a caller that stops early (close(), break, an exception) ends the generation too
-            closed.set()
-            thread.join()
-        if errors:
-            raise errors[0]
 
 
 class Conversation:
