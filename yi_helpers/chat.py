@@ -264,9 +264,9 @@ class Conversation:
         prompt = render(self.messages, add_generation_prompt=True, template=self.template)
         return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
-    def fit(self, reserve: int = 0, *, log: bool = True) -> list[dict[str, str]]:
+    def fit(self, reserve: int = 0) -> list[dict[str, str]]:
         """Drop the oldest turns until prompt + ``reserve`` tokens fit; return what was dropped
-        (logged as a warning, unless ``log=False``: for a caller that shows it itself)."""
+        (and log it as a warning)."""
         budget = self.max_context - reserve
         if budget <= 0:
             raise ValueError(f"reserve={reserve} leaves no room in a {self.max_context}-token "
@@ -286,7 +286,7 @@ class Conversation:
                 turns[1]["role"] == "assistant" else 1
             dropped.extend(self.messages[start:start + n])
             del self.messages[start:start + n]
-        if dropped and log:
+        if dropped:
             summary = "; ".join(f"{m['role']}: {m['content'][:40]!r}" for m in dropped)
             logger.warning("Conversation: dropped %d oldest message(s) to fit %d tokens: %s",
                            len(dropped), self.max_context, summary)
