@@ -1,4 +1,4 @@
-"""The embedded model: found without importing its package, converted once, fast to reload."""
+"""The embedded model: found without importing its package, converted once, reloaded from the cache."""
 
 from __future__ import annotations
 
@@ -39,14 +39,22 @@ def test_cached_copy_is_safetensors_only():
     assert not leftovers, f"half-written conversions left behind: {leftovers}"
 
 
-def test_later_loads_are_fast():
-    """After the one-off conversion, load() takes <= 3 s; imports are measured apart: torch and
-    transformers on `import`, and the model code transformers imports lazily on the process's
-    first load (1-2 s on a 2-core CPU, more when the machine is busy)."""
+def test_later_loads_read_the_cache_and_never_the_gguf():
+    """After the one-off conversion, load() reads the safetensors copy: it neither opens the GGUF
+    nor rewrites the cache. The times are printed for the ledger, never asserted (they depend on
+    the CPU): about 1-2 s for the first load of a process, which imports the Llama model code,
+    and under 1 s after it on the 2-core reference host."""
+    embedded.prepare(verbose=False)
+    before = {p.name: p.stat().st_mtime_ns for p in embedded.safetensors_dir().iterdir()}
     code = textwrap.dedent("""
         import time
         t0 = time.perf_counter()
-        from yi_helpers import load  # imports torch and transformers
+        from yi_helpers import embedded, load  # imports torch and transformers
+
+        def no_gguf(*args, **kwargs):
+            raise AssertionError("a later load opened the GGUF")
+
+        embedded.gguf_path = no_gguf
         t1 = time.perf_counter()
         load()  # transformers imports the Llama model code on first use
         t2 = time.perf_counter()
@@ -54,11 +62,12 @@ def test_later_loads_are_fast():
         t3 = time.perf_counter()
         print(f"{t1 - t0:.2f} {t2 - t1:.2f} {t3 - t2:.2f}")
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
     import_s, first_s, load_s = map(float, out.stdout.split()[-3:])
     print(f"import {import_s:.1f} s, first load {first_s:.1f} s, load {load_s:.1f} s")
-    assert first_s <= 6.0
-    assert load_s <= 3.0
+    after = {p.name: p.stat().st_mtime_ns for p in embedded.safetensors_dir().iterdir()}
+    assert after == before, "a later load rewrote the cached copy"
 
 
 @pytest.mark.slow
